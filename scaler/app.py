@@ -1,0 +1,214 @@
+"""Wiring: one Scaler holds the store, the loops, the forges and providers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, OrderedDict
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import structlog
+
+from scaler import metrics
+from scaler.clock import Clock, SystemClock
+from scaler.collector import Collector
+from scaler.config import Config
+from scaler.domain.instance import InstanceState
+from scaler.domain.job import JobState
+from scaler.forges import build_forge
+from scaler.forges.base import ForgeAdapter
+from scaler.loops import Heartbeats, Inbox, guarded_loop
+from scaler.plugins import build_providers
+from scaler.provider import Provider
+from scaler.reconciler import Reconciler
+from scaler.resync import Resync, watch_provider
+from scaler.store import Store
+
+log = structlog.get_logger("scaler.app")
+
+
+class Elector(Protocol):
+    is_leader: bool
+
+    async def run(self, on_started_leading: Any, on_stopped_leading: Any) -> None: ...
+
+
+class DeliveryCache:
+    """Delivery ids already accepted; bounded, oldest forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, key: str) -> bool:
+        return key in self._seen
+
+    def add(self, key: str) -> None:
+        self._seen[key] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+
+
+class Scaler:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        forges: Mapping[str, ForgeAdapter] | None = None,
+        providers: Mapping[str, Provider] | None = None,
+        clock: Clock | None = None,
+        elector: Elector | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.forges = dict(forges) if forges is not None else {f.name: build_forge(f) for f in config.forges}
+        self.providers = dict(providers) if providers is not None else build_providers(config)
+        self.elector = elector
+        self.deliveries = DeliveryCache(config.limits.delivery_cache_size)
+        self.heartbeats = Heartbeats(self.clock)
+        self.ready = False
+        self._loops: list[asyncio.Task[None]] = []
+        self._elector_task: asyncio.Task[None] | None = None
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        self.inbox = Inbox(self.config.limits.event_queue_size)
+        self.store = Store(self.config)
+        parts = (self.config, self.store, self.forges, self.providers, self.clock, self.inbox)
+        self.reconciler = Reconciler(*parts)
+        self.collector = Collector(*parts)
+        self.resync = Resync(self.forges, self.providers, self.clock, self.inbox)
+
+    @property
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.is_leader
+
+    # --- life cycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.elector is None:
+            await self._start_leading()
+        else:
+            self._elector_task = asyncio.create_task(self.elector.run(self._start_leading, self._stop_leading))
+
+    async def rebuild(self) -> None:
+        """Rebuild the store from the providers and the forges (DESIGN, "Soft state")."""
+        await self.resync.run_once()
+        await self.reconciler.run_once()
+        self.ready = True
+        log.info(
+            "state rebuilt",
+            instances=len(self.store.instances),
+            queued=sum(1 for j in self.store.jobs.values() if j.state is JobState.QUEUED),
+        )
+
+    async def _start_leading(self) -> None:
+        metrics.IS_LEADER.set(1)
+        self._fresh_state()
+        await self.rebuild()
+        timing = self.config.timing
+        self._loops = [
+            asyncio.create_task(
+                guarded_loop("reconciler", timing.reconcile_interval, self.step_reconcile, self.heartbeats, self.inbox.wake)
+            ),
+            asyncio.create_task(
+                guarded_loop(
+                    "collector", timing.collect_interval, self.collector.run_once, self.heartbeats, self.collector.wake
+                )
+            ),
+            asyncio.create_task(guarded_loop("resync", timing.resync_interval, self.resync.run_once, self.heartbeats)),
+            *(
+                asyncio.create_task(watch_provider(name, p, self.inbox, self.clock))
+                for name, p in self.providers.items()
+            ),
+        ]
+
+    async def _stop_leading(self) -> None:
+        """Lost the lease: stop acting at once; a new term rebuilds from scratch."""
+        metrics.IS_LEADER.set(0)
+        self.ready = False
+        await self._cancel_loops()
+        await self.reconciler.close()
+        await self.collector.close()
+
+    async def _cancel_loops(self) -> None:
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        for name in ("reconciler", "collector", "resync"):
+            self.heartbeats.unregister(name)
+
+    async def stop(self) -> None:
+        if self._elector_task is not None:
+            self._elector_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._elector_task
+        await self._cancel_loops()
+        await self.reconciler.close()
+        await self.collector.close()
+        for provider in self.providers.values():
+            with contextlib.suppress(Exception):
+                await provider.close()
+        for forge in self.forges.values():
+            with contextlib.suppress(Exception):
+                await forge.aclose()
+
+    # --- passes -------------------------------------------------------------
+
+    async def step_reconcile(self) -> None:
+        await self.reconciler.run_once()
+        self._publish_gauges()
+        self.collector.wake.set()
+
+    async def settle(self, rounds: int = 10) -> None:
+        """Run passes until nothing is left to do (tests and scenarios): each
+        round reconciles, waits for launches, collects, waits for teardowns."""
+        for _ in range(rounds):
+            await self.step_reconcile()
+            await self.reconciler.launches.join()
+            await self.collector.run_once()
+            await self.collector.tasks.join()
+            if not len(self.inbox):
+                await self.step_reconcile()
+                if not len(self.inbox) and not len(self.reconciler.launches):
+                    return
+
+    # --- read models (API, metrics) -----------------------------------------
+
+    def pool_stats(self) -> dict[str, dict[str, Any]]:
+        queued = Counter(pool for _, pool in self.reconciler.last_plan.assigned)
+        states: dict[str, Counter[str]] = {p.name: Counter() for p in self.config.pools}
+        for inst in self.store.instances.values():
+            if inst.pool in states:
+                states[inst.pool][str(inst.state)] += 1
+        running = Counter(
+            self.store.instances[j.runner_name].pool
+            for j in self.store.jobs.values()
+            if j.state is JobState.IN_PROGRESS and j.runner_name in self.store.instances
+        )
+        return {
+            p.name: {
+                "name": p.name,
+                "forge": p.forge,
+                "provider": p.provider,
+                "queued": queued.get(p.name, 0),
+                "in_progress": running.get(p.name, 0),
+                "instances": {s.value: states[p.name].get(s.value, 0) for s in InstanceState if s is not InstanceState.DELETED},
+                "min_idle": p.min_idle,
+                "max": p.max,
+            }
+            for p in self.config.pools
+        }
+
+    def _publish_gauges(self) -> None:
+        for name, stats in self.pool_stats().items():
+            metrics.QUEUED_JOBS.labels(name).set(stats["queued"])
+            metrics.IN_PROGRESS_JOBS.labels(name).set(stats["in_progress"])
+            for state, n in stats["instances"].items():
+                metrics.INSTANCES.labels(name, state).set(n)
+        assigned = {key for key, _ in self.reconciler.last_plan.assigned}
+        unserved = Counter(j.forge for j in self.store.jobs.values() if j.state is JobState.QUEUED and j.key not in assigned)
+        for forge in self.forges:
+            metrics.UNSERVED_JOBS.labels(forge).set(unserved.get(forge, 0))

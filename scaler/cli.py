@@ -1,0 +1,206 @@
+"""``runner-scaler``: serve, check, status (and the forge helpers' verbs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from scaler.config import Config, load_config
+from scaler.errors import ConfigError
+from scaler.provider import Finding
+from scaler.secrets import readable_by_others
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"ERROR   config: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# --- serve -----------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import structlog
+    import uvicorn
+
+    from scaler import logging as slog
+    from scaler.app import Scaler
+    from scaler.plugins import validate_provider_options
+    from scaler.web import create_app
+
+    config = _load(args.config)
+    slog.configure(config.logging.level, config.logging.format)
+    log = structlog.get_logger("scaler.cli")
+    problems = validate_provider_options(config)
+    if problems:
+        for p in problems:
+            print(f"ERROR   config: {p}", file=sys.stderr)
+        return 2
+    try:
+        scaler = Scaler(config, elector=_elector(config))
+    except (ValueError, OSError) as exc:  # e.g. a missing secret file
+        print(f"ERROR   {exc}", file=sys.stderr)
+        return 2
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    for forge in config.forges:
+        if forge.insecure_pass_registration_token:
+            log.warning("insecure_pass_registration_token is on: instances receive a reusable registration token", forge=forge.name)
+    log.info("listening", url=f"http://{host}:{port}", webhooks=[f"/webhooks/{f.name}" for f in config.forges])
+    uvicorn.run(create_app(scaler), host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    return 0
+
+
+def _elector(config: Config) -> Any:
+    if not config.leader_election.enabled:
+        return None
+    from scaler import leader
+
+    return leader.build_elector(config.leader_election)
+
+
+# --- check -----------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"ERROR   config: {problem}")
+        return 1
+    from scaler.plugins import validate_provider_options
+
+    findings = [Finding("error", "config", p) for p in validate_provider_options(config)]
+    findings += _secret_findings(config)
+    if not args.offline and not any(f.level == "error" for f in findings):
+        findings += asyncio.run(_probe(config))
+    if not findings or all(f.level != "error" for f in findings):
+        findings.insert(0, Finding("ok", "config", f"{args.config} is valid ({len(config.pools)} pools)"))
+    for f in findings:
+        print(f)
+    return 1 if any(f.level == "error" for f in findings) else 0
+
+
+def _secret_findings(config: Config) -> list[Finding]:
+    out: list[Finding] = []
+    for i, forge in enumerate(config.forges):
+        try:
+            forge.webhook_secrets()
+            forge.token()
+        except ValueError as exc:
+            out.append(Finding("error", f"forges[{i}]", str(exc)))
+        for path in forge.secret_files():
+            if readable_by_others(path):
+                out.append(Finding("warning", f"forges[{i}]", f"secret file {path} is readable by group or others (chmod 600)"))
+        if forge.insecure_pass_registration_token:
+            out.append(
+                Finding("warning", f"forges[{i}]", "insecure_pass_registration_token: instances get a reusable registration token")
+            )
+    return out
+
+
+async def _probe(config: Config) -> list[Finding]:
+    from scaler.forges import build_forge
+    from scaler.plugins import build_providers
+
+    findings: list[Finding] = []
+    for fc in config.forges:
+        forge = build_forge(fc)
+        try:
+            findings += await forge.check()
+        except Exception as exc:
+            findings.append(Finding("error", f"forge {fc.name}", f"probe failed: {exc}"))
+        finally:
+            await forge.aclose()
+    providers = build_providers(config)
+    for name, provider in providers.items():
+        pools = {p.name: dict(p.provider_options) for p in config.pools if p.provider == name}
+        try:
+            findings += await provider.check(pools)
+        except Exception as exc:
+            findings.append(Finding("error", f"provider {name}", f"probe failed: {exc}"))
+        finally:
+            await provider.close()
+    return findings
+
+
+# --- status ----------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/")
+    try:
+        pools = httpx.get(f"{url}/api/v1/pools", timeout=5).raise_for_status().json()["pools"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        print(f"ERROR   cannot read {url}/api/v1/pools: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(pools, indent=2))
+        return 0
+    print(render_status(pools))
+    return 0
+
+
+def render_status(pools: Sequence[dict[str, Any]]) -> str:
+    states = ["pending", "creating", "starting", "idle", "busy", "done", "deleting", "failed"]
+    header = ["POOL", "QUEUED", "RUNNING", *[s.upper() for s in states], "MAX"]
+    rows = [header]
+    for p in pools:
+        inst = p.get("instances", {})
+        rows.append([p["name"], str(p["queued"]), str(p["in_progress"]), *[str(inst.get(s, 0)) for s in states], str(p["max"])])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+# --- entry -----------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runner-scaler", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the scaler")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+    check = sub.add_parser("check", help="validate the config and probe forges and providers")
+    check.add_argument("--config", required=True)
+    check.add_argument("--offline", action="store_true", help="validate only; contact nothing")
+    check.set_defaults(func=cmd_check)
+    status = sub.add_parser("status", help="show pools of a running scaler")
+    status.add_argument("--url", default="http://127.0.0.1:8080")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    _add_optional_verbs(sub)
+    return parser
+
+
+def _add_optional_verbs(sub: Any) -> None:
+    """Verbs that live beside the forge adapters."""
+    for module in ("scaler.forges.webhooks_admin", "scaler.explain"):
+        try:
+            mod = __import__(module, fromlist=["add_subcommands"])
+        except ImportError:
+            continue
+        mod.add_subcommands(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

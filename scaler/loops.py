@@ -1,0 +1,152 @@
+"""Guarded background loops with heartbeats, and the event inbox.
+
+uvicorn keeps serving when a background task dies, so every loop records a
+heartbeat after each pass and ``/healthz`` fails when one is stale. An
+exception in a pass is logged and counted; it never ends the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from scaler import metrics
+from scaler.clock import Clock
+from scaler.events import Event
+
+log = structlog.get_logger("scaler.loops")
+
+STALE_AFTER_INTERVALS = 3
+
+
+@dataclass
+class Heartbeats:
+    clock: Clock
+    _beats: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (interval, last)
+
+    def register(self, name: str, interval: float) -> None:
+        self._beats[name] = (interval, self.clock.now())
+
+    def beat(self, name: str) -> None:
+        interval, _ = self._beats.get(name, (0.0, 0.0))
+        now = self.clock.now()
+        self._beats[name] = (interval, now)
+        metrics.LOOP_LAST_SUCCESS.labels(name).set(now)
+
+    def unregister(self, name: str) -> None:
+        self._beats.pop(name, None)
+
+    def stale(self) -> dict[str, float]:
+        """Loops whose last pass is older than 3 intervals: name -> age."""
+        now = self.clock.now()
+        return {
+            name: now - last
+            for name, (interval, last) in self._beats.items()
+            if now - last > STALE_AFTER_INTERVALS * max(interval, 1.0)
+        }
+
+
+class Inbox:
+    """Events for the reconciler: a bounded queue for the outside world
+    (webhooks; overflow is refused so the forge retries) and an unbounded one
+    for the results of our own tasks, which are bounded by their concurrency
+    and must never be lost."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._external: deque[Event] = deque()
+        self._internal: deque[Event] = deque()
+        self.wake = asyncio.Event()
+        # Counts drains, so a reader can tell whether what it posted has been
+        # applied to the store yet.
+        self.drains = 0
+
+    def offer(self, event: Event) -> bool:
+        if len(self._external) >= self.maxsize:
+            metrics.EVENTS_DROPPED.inc()
+            return False
+        self._external.append(event)
+        self.wake.set()
+        return True
+
+    def post(self, event: Event) -> None:
+        self._internal.append(event)
+        self.wake.set()
+
+    def drain(self) -> list[Event]:
+        self.drains += 1
+        out = list(self._internal)
+        out.extend(self._external)
+        self._internal.clear()
+        self._external.clear()
+        metrics.EVENT_QUEUE.set(0)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._external) + len(self._internal)
+
+
+async def wait_or_timeout(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()
+
+
+async def guarded_loop(
+    name: str,
+    interval: float,
+    body: Callable[[], Awaitable[object]],
+    heartbeats: Heartbeats,
+    wake: asyncio.Event | None = None,
+) -> None:
+    heartbeats.register(name, interval)
+    while True:
+        try:
+            await body()
+            heartbeats.beat(name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.LOOP_ERRORS.labels(name).inc()
+            log.exception("loop pass failed", loop=name)
+        if wake is None:
+            await asyncio.sleep(interval)
+        else:
+            await wait_or_timeout(wake, interval)
+
+
+class TaskSet:
+    """Background tasks whose exceptions are logged, never lost silently."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        metrics.INFLIGHT.labels(self.kind).set(len(self._tasks))
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        metrics.INFLIGHT.labels(self.kind).set(len(self._tasks))
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", kind=self.kind, error=repr(task.exception()))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def join(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,204 @@
+"""The planner: a pure function from a snapshot to actions.
+
+Demand per pool = queued jobs assigned to it + ``min_idle``; supply = its
+instances not yet busy. Each queued job is assigned to exactly one pool: the
+highest-priority matching pool that has a free instance or room to create
+one, falling back to lower-priority pools when a pool is at a cap or its
+provider is unavailable. Creates are bounded by the pool's ``max``, the global
+cap and each provider's cap. No I/O, no clock: ``now`` is in the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from scaler.config import Config, PoolConfig
+from scaler.domain.instance import NOT_YET_BUSY, Instance, InstanceState
+from scaler.domain.job import Job
+from scaler.domain.labels import GITHUB_IMPLICIT, labels_match
+from scaler.store import Snapshot
+
+S = InstanceState
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    pool: str
+    job: Job | None  # the job this instance is made for; None for min_idle
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """Tear down a live instance; ``force`` even when busy (max_lifetime)."""
+
+    name: str
+    reason: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    creates: tuple[Create, ...] = ()
+    retires: tuple[Retire, ...] = ()
+    fails: tuple[Fail, ...] = ()
+    # job key -> pool: which pool each queued job was given to (None: no pool
+    # can serve it). For the API and ``explain``.
+    assigned: tuple[tuple[tuple[str, int], str], ...] = ()
+
+
+class PoolIndex:
+    """Pools by forge, sorted by priority, and a cache of which pools match a
+    (forge, repository, labels) combination — jobs repeat these a lot."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pools = {p.name: p for p in config.pools}
+        self._implicit = {f.name: GITHUB_IMPLICIT if f.type == "github" else frozenset() for f in config.forges}
+        by_forge: dict[str, list[PoolConfig]] = defaultdict(list)
+        for pool in config.pools:
+            by_forge[pool.forge].append(pool)
+        # Stable: equal priorities keep config order.
+        self._by_forge = {f: sorted(ps, key=lambda p: -p.priority) for f, ps in by_forge.items()}
+        self._cache: dict[tuple[str, str, tuple[str, ...]], tuple[PoolConfig, ...]] = {}
+
+    def candidates(self, job: Job) -> tuple[PoolConfig, ...]:
+        key = (job.forge, job.repository, job.labels)
+        found = self._cache.get(key)
+        if found is None:
+            implicit = self._implicit.get(job.forge, frozenset())
+            found = tuple(
+                p
+                for p in self._by_forge.get(job.forge, ())
+                if p.allow_list.allows(job.repository) and labels_match(job.labels, p.labels, implicit=implicit)
+            )
+            if len(self._cache) > 100_000:  # bounded, like everything else
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+
+@dataclass(slots=True)
+class _PoolTally:
+    bound_free: dict[int, int]  # job id -> not-yet-busy instances made for it
+    free: int  # not-yet-busy instances not bound to a queued job
+    live: int  # instances that count against max
+    assigned: int = 0
+    creates: int = 0
+
+
+def _counts_against_caps(inst: Instance) -> bool:
+    # A create that failed before anything existed on the provider holds no
+    # capacity; everything else may still exist there.
+    return not (inst.state is S.FAILED and not inst.provisioned)
+
+
+def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
+    config, now = index.config, snapshot.now
+    tallies, provider_live, total_live = _tally(snapshot, index)
+    global_room = config.limits.max_instances - total_live
+    provider_room = {
+        p.name: (p.max_instances if p.max_instances is not None else 1 << 30) - provider_live.get(p.name, 0)
+        for p in config.providers
+    }
+    creates: list[Create] = []
+    assigned: list[tuple[tuple[str, int], str]] = []
+
+    def room(pool: PoolConfig, t: _PoolTally) -> bool:
+        return (
+            pool.provider not in snapshot.unavailable_providers
+            and t.live + t.creates < pool.max
+            and global_room - len(creates) > 0
+            and provider_room.get(pool.provider, 0) > 0
+        )
+
+    def take_create(pool: PoolConfig, t: _PoolTally, job: Job | None) -> None:
+        t.creates += 1
+        provider_room[pool.provider] -= 1
+        creates.append(Create(pool.name, job))
+
+    for job in snapshot.queued:
+        for pool in index.candidates(job):
+            t = tallies[pool.name]
+            if t.bound_free.get(job.id, 0) > 0:
+                t.bound_free[job.id] -= 1
+            elif t.free > 0:
+                t.free -= 1
+            elif room(pool, t):
+                take_create(pool, t, job)
+            else:
+                continue
+            t.assigned += 1
+            assigned.append((job.key, pool.name))
+            break
+    for pool in config.pools:
+        t = tallies[pool.name]
+        spare = t.free + sum(t.bound_free.values())
+        for _ in range(max(0, pool.min_idle - spare)):
+            if not room(pool, t):
+                break
+            take_create(pool, t, None)
+    retires, fails = _expire(snapshot, index, tallies)
+    return Plan(tuple(creates), tuple(retires), tuple(fails), tuple(assigned))
+
+
+def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally], dict[str, int], int]:
+    queued_ids = {j.id for j in snapshot.queued}
+    tallies = {name: _PoolTally({}, 0, 0) for name in index.pools}
+    provider_live: dict[str, int] = defaultdict(int)
+    total = 0
+    for inst in snapshot.instances:
+        if not _counts_against_caps(inst):
+            continue
+        total += 1
+        provider_live[inst.provider] += 1
+        t = tallies.get(inst.pool)
+        if t is None:
+            continue
+        t.live += 1
+        if inst.state in NOT_YET_BUSY and inst.retire_reason is None:
+            if inst.job_id is not None and inst.job_id in queued_ids:
+                t.bound_free[inst.job_id] = t.bound_free.get(inst.job_id, 0) + 1
+            else:
+                t.free += 1
+    return tallies, provider_live, total
+
+
+def _expire(
+    snapshot: Snapshot, index: PoolIndex, tallies: dict[str, _PoolTally]
+) -> tuple[list[Retire], list[Fail]]:
+    now = snapshot.now
+    retires: list[Retire] = []
+    fails: list[Fail] = []
+    idle_by_pool: dict[str, list[Instance]] = defaultdict(list)
+    for inst in snapshot.instances:
+        pool = index.pools.get(inst.pool)
+        if pool is None or inst.retire_reason is not None:
+            continue
+        age = now - inst.created_at
+        if inst.state in (S.CREATING, S.STARTING) and age > pool.boot_timeout:
+            fails.append(Fail(inst.name, f"runner not online after {pool.boot_timeout:g}s (boot timeout)"))
+        elif inst.state in (S.STARTING, S.IDLE, S.BUSY) and age > pool.max_lifetime:
+            retires.append(Retire(inst.name, f"max lifetime {pool.max_lifetime:g}s passed", force=True))
+        elif inst.state is S.IDLE:
+            idle_by_pool[inst.pool].append(inst)
+    for pool_name, idle in idle_by_pool.items():
+        retires.extend(_surplus_idle(index.pools[pool_name], tallies[pool_name], idle, now))
+    return retires, fails
+
+
+def _surplus_idle(pool: PoolConfig, t: _PoolTally, idle: Sequence[Instance], now: float) -> Iterable[Retire]:
+    # Free supply left after every queued job took its share; keep min_idle.
+    surplus = min(len(idle), t.free - pool.min_idle)
+    if surplus <= 0:
+        return []
+    expired = [i for i in idle if now - (i.idle_since or i.updated_at) >= pool.idle_timeout]
+    expired.sort(key=lambda i: i.idle_since or i.updated_at)
+    return [Retire(i.name, "idle timeout") for i in expired[:surplus]]

@@ -1,0 +1,215 @@
+"""The reconciler: the one writer of the store.
+
+Each pass drains the inbox into the store, asks the planner for actions and
+starts launches (mint a credential → ``provider.create``) as bounded
+background tasks whose results come back as events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from scaler import events as ev
+from scaler import metrics
+from scaler.clock import Clock
+from scaler.config import Config, PoolConfig
+from scaler.domain.instance import Instance, InstanceState
+from scaler.domain.job import Job, JobState
+from scaler.errors import PermanentError, TemporaryError, is_temporary
+from scaler.forges.base import ForgeAdapter, RunnerLaunch
+from scaler.loops import Inbox, TaskSet
+from scaler.naming import instance_name
+from scaler.planner import Plan, PoolIndex, plan
+from scaler.provider import (
+    LABEL_CONTROLLER,
+    LABEL_CREATED_AT,
+    LABEL_JOB_ID,
+    LABEL_POOL,
+    LABEL_RUNNER_ID,
+    LABEL_RUNNER_NAME,
+    LaunchSpec,
+    Provider,
+)
+from scaler.store import Store
+
+log = structlog.get_logger("scaler.reconciler")
+S = InstanceState
+
+
+@dataclass
+class Reconciler:
+    config: Config
+    store: Store
+    forges: Mapping[str, ForgeAdapter]
+    providers: Mapping[str, Provider]
+    clock: Clock
+    inbox: Inbox
+    on_pass: object = None
+
+    def __post_init__(self) -> None:
+        self.index = PoolIndex(self.config)
+        self.launches = TaskSet("launch")
+        self._inflight: set[str] = set()
+        # Minted credentials not yet used by a successful create, kept so a
+        # retried create reuses them instead of minting a second runner.
+        self._minted: dict[str, RunnerLaunch] = {}
+        self._mint_sem = asyncio.Semaphore(self.config.limits.mint_concurrency)
+        self._provider_sem = {p.name: asyncio.Semaphore(p.concurrency) for p in self.config.providers}
+        self.last_plan = Plan()
+        self.store.on_job_started = self._job_started
+
+    # --- one pass -----------------------------------------------------------
+
+    async def run_once(self) -> Plan:
+        started = time.perf_counter()
+        now = self.clock.now()
+        for event in self.inbox.drain():
+            self.store.apply(event, now)
+        self.store.expire(now)
+        result = plan(self.store.snapshot(now), self.index)
+        self._apply(result, now)
+        self._dispatch(now)
+        self.last_plan = result
+        metrics.RECONCILE.observe(time.perf_counter() - started)
+        return result
+
+    def _apply(self, result: Plan, now: float) -> None:
+        for fail in result.fails:
+            log.warning("instance failed", instance=fail.name, reason=fail.reason)
+            self.store.move(fail.name, S.FAILED, now, last_error=fail.reason)
+        for retire in result.retires:
+            log.info("instance retired", instance=retire.name, reason=retire.reason)
+            self.store.update(retire.name, retire_reason=retire.reason, force=retire.force)
+        for create in result.creates:
+            pool = self.index.pools[create.pool]
+            name = instance_name(self.config.controller_id, pool.name, create.job, self._taken)
+            self.store.add_pending(
+                Instance(
+                    name=name,
+                    pool=pool.name,
+                    provider=pool.provider,
+                    state=S.PENDING,
+                    created_at=now,
+                    updated_at=now,
+                    job_id=create.job.id if create.job else None,
+                )
+            )
+
+    def _taken(self, name: str) -> bool:
+        return name in self.store.instances or name in self.store.tombstones
+
+    def _dispatch(self, now: float) -> None:
+        for inst in list(self.store.instances.values()):
+            if inst.state is S.PENDING and inst.not_before <= now and inst.name not in self._inflight:
+                self._inflight.add(inst.name)
+                self.launches.spawn(self._launch(inst))
+
+    # --- launching ----------------------------------------------------------
+
+    async def _launch(self, inst: Instance) -> None:
+        pool = self.index.pools[inst.pool]
+        try:
+            launch = self._minted.get(inst.name)
+            if launch is None:
+                launch = await self._mint(pool, inst)
+                self._minted[inst.name] = launch
+                self.inbox.post(ev.Minted(inst.name, launch.runner_id))
+            info = await self._create(pool, inst, launch)
+            self._minted.pop(inst.name, None)
+            self.inbox.post(ev.Created(inst.name, info))
+        except Exception as exc:
+            minted = inst.name in self._minted
+            if not is_temporary(exc) or inst.attempts + 1 >= self.config.limits.max_attempts:
+                self._minted.pop(inst.name, None)
+            retry_after = exc.retry_after if isinstance(exc, TemporaryError) else None
+            level = "warning" if is_temporary(exc) else "error"
+            getattr(log, level)("launch failed", instance=inst.name, pool=pool.name, error=str(exc))
+            self.inbox.post(ev.LaunchFailed(inst.name, _describe(exc), is_temporary(exc), retry_after, minted))
+        finally:
+            self._inflight.discard(inst.name)
+
+    async def _mint(self, pool: PoolConfig, inst: Instance) -> RunnerLaunch:
+        forge = self.forges[pool.forge]
+        job = self._job_for(pool, inst)
+        started = time.perf_counter()
+        result = "error"
+        try:
+            async with self._mint_sem:
+                launch = await forge.mint(pool, inst.name, job)
+            result = "ok"
+            return launch
+        finally:
+            metrics.FORGE_OP.labels(pool.forge, "mint", result).observe(time.perf_counter() - started)
+
+    def _job_for(self, pool: PoolConfig, inst: Instance) -> Job | None:
+        if inst.job_id is None:
+            return None
+        job = self.store.jobs.get((pool.forge, inst.job_id))
+        return job if job is not None and job.state is JobState.QUEUED else None
+
+    async def _create(self, pool: PoolConfig, inst: Instance, launch: RunnerLaunch) -> object:
+        provider = self.providers[pool.provider]
+        timeout = self.config.provider(pool.provider).create_timeout
+        spec = LaunchSpec(
+            name=inst.name,
+            pool=pool.name,
+            image=pool.image or launch.image,
+            command=launch.command,
+            env=dict(launch.env),
+            files=launch.files,
+            labels=self._stamps(inst, launch),
+            options=dict(pool.provider_options),
+        )
+        started = time.perf_counter()
+        result = "error"
+        try:
+            async with self._provider_sem[pool.provider]:
+                info = await asyncio.wait_for(provider.create(spec), timeout)
+            result = "ok"
+            return info
+        except TimeoutError:
+            raise _CreateTimeout(f"provider {pool.provider}: create did not finish within {timeout:g}s") from None
+        finally:
+            metrics.PROVIDER_OP.labels(pool.provider, "create", result).observe(time.perf_counter() - started)
+
+    def _stamps(self, inst: Instance, launch: RunnerLaunch) -> dict[str, str]:
+        stamps = {
+            LABEL_CONTROLLER: self.config.controller_id,
+            LABEL_POOL: inst.pool,
+            LABEL_RUNNER_NAME: launch.runner_name,
+            LABEL_CREATED_AT: f"{inst.created_at:.3f}",
+        }
+        if launch.runner_id is not None:
+            stamps[LABEL_RUNNER_ID] = str(launch.runner_id)
+        if inst.job_id is not None:
+            stamps[LABEL_JOB_ID] = str(inst.job_id)
+        return stamps
+
+    def _job_started(self, job: Job, inst: Instance | None) -> None:
+        if job.queued_at is None or job.started_at is None:
+            return
+        pool = inst.pool if inst is not None else self._first_pool(job)
+        if pool is not None:
+            metrics.JOB_WAIT.labels(pool).observe(max(0.0, job.started_at - job.queued_at))
+
+    def _first_pool(self, job: Job) -> str | None:
+        candidates = self.index.candidates(job)
+        return candidates[0].name if candidates else None
+
+    async def close(self) -> None:
+        await self.launches.cancel()
+
+
+class _CreateTimeout(TemporaryError):
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TemporaryError | PermanentError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

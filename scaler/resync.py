@@ -1,0 +1,82 @@
+"""Resync: re-read the truth from the forges and the providers.
+
+Webhooks are hints; this is what makes a lost, duplicated or reordered
+delivery only delay work (DESIGN, "Level-triggered"). Each read becomes one
+event for the reconciler; a failed read is logged and retried next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from scaler import events as ev
+from scaler import metrics
+from scaler.clock import Clock
+from scaler.forges.base import ForgeAdapter
+from scaler.loops import Inbox
+from scaler.provider import Provider
+
+log = structlog.get_logger("scaler.resync")
+
+
+@dataclass
+class Resync:
+    forges: Mapping[str, ForgeAdapter]
+    providers: Mapping[str, Provider]
+    clock: Clock
+    inbox: Inbox
+
+    async def run_once(self) -> bool:
+        """One full read; True when every provider could be listed."""
+        # Providers first: a runner is only an orphan if no provider has its
+        # instance, so the instances must be known before the runners.
+        listed = await asyncio.gather(*(self._provider(name, p) for name, p in self.providers.items()))
+        await asyncio.gather(*(self._forge(f) for f in self.forges.values()))
+        return all(listed)
+
+    async def _provider(self, name: str, provider: Provider) -> bool:
+        started_at = self.clock.now()
+        t0 = time.perf_counter()
+        try:
+            infos = await provider.list()
+        except Exception as exc:
+            metrics.PROVIDER_OP.labels(name, "list", "error").observe(time.perf_counter() - t0)
+            log.warning("provider list failed", provider=name, error=str(exc))
+            self.inbox.post(ev.ProviderSyncFailed(name, str(exc)))
+            return False
+        metrics.PROVIDER_OP.labels(name, "list", "ok").observe(time.perf_counter() - t0)
+        self.inbox.post(ev.ProviderSynced(name, tuple(infos), started_at))
+        return True
+
+    async def _forge(self, forge: ForgeAdapter) -> bool:
+        started_at = self.clock.now()
+        try:
+            queued = await forge.list_queued_jobs()
+            runners = await forge.list_runners()
+        except Exception as exc:
+            log.warning("forge resync failed", forge=forge.name, error=str(exc))
+            return False
+        self.inbox.post(ev.ForgeSynced(forge.name, None if queued is None else tuple(queued), tuple(runners), started_at))
+        return True
+
+
+async def watch_provider(name: str, provider: Provider, inbox: Inbox, clock: Clock) -> None:
+    """Forward a provider's change stream; restart it with back-off when it breaks."""
+    delay = 1.0
+    while True:
+        try:
+            async for info in provider.watch():
+                inbox.post(ev.InstanceObserved(name, info))
+                delay = 1.0
+            delay = 1.0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("provider watch broke", provider=name, error=str(exc))
+            delay = min(delay * 2, 60.0)
+        await asyncio.sleep(delay)  # real time: a broken stream must not spin

@@ -1,0 +1,93 @@
+"""Secret values: read from files or the environment, never printed."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+_REDACTED = "**********"
+
+
+class Secret:
+    """A secret string. ``str``/``repr`` never show it; ``reveal()`` does.
+
+    Every revealed value is also registered with the log redactor, so a value
+    that escapes into a message by accident is still masked.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError("Secret holds a str")
+        self._value = value
+        register_secret_value(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def encode(self) -> bytes:
+        return self._value.encode()
+
+    def __repr__(self) -> str:
+        return f"Secret({_REDACTED})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+# Values known to be secret; the logging redactor masks each occurrence.
+_KNOWN: set[str] = set()
+_MIN_LEN = 6  # shorter values would mask ordinary words
+
+
+def register_secret_value(value: str) -> None:
+    if len(value) >= _MIN_LEN:
+        _KNOWN.add(value)
+
+
+def known_secret_values() -> frozenset[str]:
+    return frozenset(_KNOWN)
+
+
+def read_secret_file(path: str | Path) -> Secret:
+    """Read a secret file; the error names the file, never its content."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"secret file {p} does not exist") from None
+    except PermissionError:
+        raise ValueError(f"secret file {p} is not readable") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"secret file {p} is not UTF-8 text") from None
+    value = text.strip()
+    if not value:
+        raise ValueError(f"secret file {p} is empty")
+    return Secret(value)
+
+
+def read_secret_env(name: str) -> Secret:
+    value = os.environ.get(name)
+    if value is None:
+        raise ValueError(f"environment variable {name} is not set")
+    if not value.strip():
+        raise ValueError(f"environment variable {name} is empty")
+    return Secret(value.strip())
+
+
+def readable_by_others(path: str | Path) -> bool:
+    """Whether group or others may read the file (``check`` warns)."""
+    try:
+        return bool(Path(path).stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
+    except OSError:
+        return False

@@ -1,0 +1,339 @@
+"""The store: the reconciler's in-memory picture of jobs, instances and runners.
+
+Only the reconciler calls :meth:`Store.apply`. Everything here can be rebuilt
+from the forge and the providers (DESIGN, "Soft state"). Reports may arrive
+late, twice or out of order, so every change goes through the transition
+table and an impossible move is dropped, never forced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from scaler import events as ev
+from scaler.config import Config, PoolConfig
+from scaler.domain.instance import NOT_YET_BUSY, Instance, InstanceState
+from scaler.domain.job import Job, JobState
+from scaler.forges.base import RunnerInfo
+from scaler.provider import LABEL_CREATED_AT, LABEL_JOB_ID, LABEL_POOL, LABEL_RUNNER_ID, InstanceInfo, InstanceStatus
+
+log = structlog.get_logger("scaler.store")
+S = InstanceState
+
+# A provider whose creates keep failing is skipped (its jobs fall back to
+# lower-priority pools) for a while.
+UNHEALTHY_AFTER_FAILURES = 3
+
+
+@dataclass(slots=True)
+class ProviderHealth:
+    synced: bool = False  # first list() done: until then we must not create
+    failures: int = 0
+    unhealthy_until: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the planner sees: plain values, no references into the store."""
+
+    now: float
+    queued: tuple[Job, ...]
+    instances: tuple[Instance, ...]
+    unavailable_providers: frozenset[str]
+
+
+JobStartedHook = Callable[[Job, "Instance | None"], None]
+
+
+@dataclass
+class Store:
+    config: Config
+    jobs: dict[tuple[str, int], Job] = field(default_factory=dict)
+    # When each still-queued job was last reported, to tell a job that
+    # vanished from the forge's queue listing from one that just arrived.
+    queued_seen: dict[tuple[str, int], float] = field(default_factory=dict)
+    instances: dict[str, Instance] = field(default_factory=dict)
+    tombstones: dict[str, float] = field(default_factory=dict)
+    runners: dict[str, dict[str, RunnerInfo]] = field(default_factory=dict)
+    providers: dict[str, ProviderHealth] = field(default_factory=dict)
+    forge_lists_jobs: dict[str, bool] = field(default_factory=dict)
+    on_job_started: JobStartedHook | None = None
+
+    def __post_init__(self) -> None:
+        self.pools: Mapping[str, PoolConfig] = {p.name: p for p in self.config.pools}
+        self._forge_of_pool = {p.name: p.forge for p in self.config.pools}
+        for p in self.config.providers:
+            self.providers.setdefault(p.name, ProviderHealth())
+
+    # --- reading -----------------------------------------------------------
+
+    def snapshot(self, now: float) -> Snapshot:
+        unavailable = frozenset(
+            name for name, h in self.providers.items() if not h.synced or h.unhealthy_until > now
+        )
+        queued = tuple(j for j in self.jobs.values() if j.state is JobState.QUEUED)
+        return Snapshot(now, queued, tuple(self.instances.values()), unavailable)
+
+    def instances_of_forge(self, forge: str) -> Iterable[Instance]:
+        return (i for i in self.instances.values() if self._forge_of_pool.get(i.pool) == forge)
+
+    def is_ours(self, runner_name: str) -> bool:
+        """Whether a forge runner name was made by this controller for a pool."""
+        prefix = f"{self.config.controller_id}-"
+        if not runner_name.startswith(prefix):
+            return False
+        rest = runner_name[len(prefix) :]
+        return any(rest.startswith(f"{pool}-") for pool in self.pools)
+
+    # --- writing (reconciler only) -----------------------------------------
+
+    def add_pending(self, inst: Instance) -> None:
+        self.instances[inst.name] = inst
+        self.tombstones.pop(inst.name, None)
+
+    def apply(self, event: ev.Event, now: float) -> None:
+        handler = _HANDLERS[type(event)]
+        handler(self, event, now)
+
+    def move(self, name: str, state: InstanceState, now: float, **changes: object) -> Instance | None:
+        inst = self.instances.get(name)
+        if inst is None:
+            return None
+        if not inst.can_go(state):
+            log.debug("transition dropped", instance=name, src=str(inst.state), dst=str(state))
+            return None
+        new = inst.to(state, now, **changes)
+        if state is S.DELETED:
+            del self.instances[name]
+            self.tombstones[name] = now
+        else:
+            self.instances[name] = new
+        return new
+
+    def update(self, name: str, **changes: object) -> None:
+        inst = self.instances.get(name)
+        if inst is not None:
+            self.instances[name] = dataclasses.replace(inst, **changes)  # type: ignore[arg-type]
+
+    def expire(self, now: float) -> None:
+        """Forget finished jobs and deleted names past their tombstone TTL."""
+        ttl = self.config.timing.tombstone_ttl
+        for key in [k for k, j in self.jobs.items() if j.state is JobState.COMPLETED and (j.completed_at or 0) < now - ttl]:
+            del self.jobs[key]
+        for name in [n for n, t in self.tombstones.items() if t < now - ttl]:
+            del self.tombstones[name]
+
+    # --- event handlers ----------------------------------------------------
+
+    def _job(self, e: ev.JobReported, now: float) -> None:
+        self._merge_job(e.job, now, e.received_at)
+
+    def _merge_job(self, job: Job, now: float, seen_at: float) -> None:
+        old = self.jobs.get(job.key)
+        new = job if old is None else old.merge(job)
+        if new.state is JobState.QUEUED and new.queued_at is None:
+            new = dataclasses.replace(new, queued_at=seen_at)
+        if new.state is JobState.IN_PROGRESS and new.started_at is None:
+            new = dataclasses.replace(new, started_at=now)
+        if new.state is JobState.COMPLETED and new.completed_at is None:
+            new = dataclasses.replace(new, completed_at=now)
+        self.jobs[job.key] = new
+        if new.state is JobState.QUEUED:
+            self.queued_seen[job.key] = seen_at
+        else:
+            self.queued_seen.pop(job.key, None)
+        self._job_to_instance(old, new, now)
+
+    def _job_to_instance(self, old: Job | None, new: Job, now: float) -> None:
+        inst = self.instances.get(new.runner_name) if new.runner_name else None
+        started = new.state is not JobState.QUEUED and (old is None or old.state is JobState.QUEUED)
+        if started and self.on_job_started is not None:
+            self.on_job_started(new, inst)
+        if inst is None:
+            return
+        if new.state is JobState.IN_PROGRESS:
+            self.move(inst.name, S.BUSY, now, job_id=new.id)
+        elif new.state is JobState.COMPLETED:
+            self.move(inst.name, S.DONE, now, job_id=new.id)
+
+    def _forge_synced(self, e: ev.ForgeSynced, now: float) -> None:
+        self.runners[e.forge] = {r.name: r for r in e.runners}
+        self.forge_lists_jobs[e.forge] = e.queued is not None
+        if e.queued is not None:
+            listed = {j.key for j in e.queued}
+            for key, seen in list(self.queued_seen.items()):
+                # Gone from the queue and not reported since the listing began:
+                # taken by a runner or cancelled. Reports will say which.
+                if key[0] == e.forge and key not in listed and seen < e.started_at:
+                    self.jobs.pop(key, None)
+                    self.queued_seen.pop(key, None)
+            for job in e.queued:
+                self._merge_job(job, now, now)
+        for inst in list(self.instances_of_forge(e.forge)):
+            self._runner_to_instance(inst, self.runners[e.forge].get(inst.name), e.started_at, now)
+
+    def _runner_to_instance(self, inst: Instance, runner: RunnerInfo | None, listed_at: float, now: float) -> None:
+        if runner is not None:
+            if inst.runner_id is None:
+                self.update(inst.name, runner_id=runner.id)
+            if runner.busy:
+                self.move(inst.name, S.BUSY, now)
+            elif runner.online and inst.state in (S.CREATING, S.STARTING):
+                self.move(inst.name, S.IDLE, now)
+        elif inst.state in (S.IDLE, S.BUSY) and inst.updated_at < listed_at:
+            # An ephemeral runner the forge removed after its job.
+            self.move(inst.name, S.DONE, now)
+
+    def _provider_synced(self, e: ev.ProviderSynced, now: float) -> None:
+        health = self.providers.setdefault(e.provider, ProviderHealth())
+        health.synced = True
+        seen = set()
+        for info in e.instances:
+            seen.add(info.name)
+            self._observe(e.provider, info, now)
+        for inst in list(self.instances.values()):
+            if (
+                inst.provider == e.provider
+                and inst.provisioned
+                and inst.name not in seen
+                and inst.state in (S.STARTING, S.IDLE, S.BUSY)
+                and inst.updated_at < e.started_at
+            ):
+                self.move(inst.name, S.DONE, now, last_error="vanished from provider")
+
+    def _provider_sync_failed(self, e: ev.ProviderSyncFailed, now: float) -> None:
+        log.warning("provider list failed", provider=e.provider, error=e.error)
+
+    def _observed(self, e: ev.InstanceObserved, now: float) -> None:
+        self._observe(e.provider, e.info, now)
+
+    def _observe(self, provider: str, info: InstanceInfo, now: float) -> None:
+        inst = self.instances.get(info.name)
+        if inst is None:
+            self._adopt(provider, info, now)
+            return
+        if info.status is InstanceStatus.EXITED:
+            err = None if not info.exit_code else f"exit code {info.exit_code}"
+            self.move(inst.name, S.DONE, now, last_error=err)
+        elif info.status is InstanceStatus.FAILED:
+            self.move(inst.name, S.FAILED, now, last_error=info.reason or "failed on provider")
+        elif inst.state is S.CREATING:
+            self.move(inst.name, S.STARTING, now, provisioned=True)
+
+    def _adopt(self, provider: str, info: InstanceInfo, now: float) -> None:
+        """An instance of ours the store does not know: after a restart, or a
+        create whose answer was lost. Deleted names come back as DONE so the
+        collector removes them again."""
+        labels = info.labels
+        created = _float(labels.get(LABEL_CREATED_AT)) or info.created_at or now
+        runner_id = _int(labels.get(LABEL_RUNNER_ID))
+        state = {InstanceStatus.EXITED: S.DONE, InstanceStatus.FAILED: S.FAILED}.get(info.status, S.STARTING)
+        if self.tombstones.pop(info.name, None) is not None or labels.get(LABEL_POOL) not in self.pools:
+            state = S.DONE if state is S.STARTING else state
+        inst = Instance(
+            name=info.name,
+            pool=labels.get(LABEL_POOL, "?"),
+            provider=provider,
+            state=state,
+            created_at=created,
+            updated_at=now,
+            runner_id=runner_id,
+            job_id=_int(labels.get(LABEL_JOB_ID)),
+            provisioned=True,
+            last_error=info.reason,
+        )
+        self.instances[info.name] = inst
+        log.info("instance adopted", instance=info.name, pool=inst.pool, state=str(state))
+
+    def _minted(self, e: ev.Minted, now: float) -> None:
+        self.move(e.name, S.CREATING, now, runner_id=e.runner_id)
+
+    def _created(self, e: ev.Created, now: float) -> None:
+        inst = self.instances.get(e.name)
+        if inst is None:
+            return
+        self.providers.setdefault(inst.provider, ProviderHealth()).failures = 0
+        self.update(e.name, provisioned=True, last_error=None)
+        if inst.state is S.PENDING:  # a retried create reuses its credential: no Minted event
+            self.move(e.name, S.CREATING, now)
+        if self.instances[e.name].state is S.CREATING:
+            self.move(e.name, S.STARTING, now)
+        self._observe(inst.provider, e.info, now)
+
+    def _launch_failed(self, e: ev.LaunchFailed, now: float) -> None:
+        inst = self.instances.get(e.name)
+        if inst is None:
+            return
+        limits = self.config.limits
+        attempts = inst.attempts + 1
+        if e.temporary:
+            health = self.providers.setdefault(inst.provider, ProviderHealth())
+            health.failures += 1
+            if health.failures >= UNHEALTHY_AFTER_FAILURES:
+                health.unhealthy_until = now + backoff(health.failures, limits.backoff_initial, limits.backoff_max)
+        if e.temporary and attempts < limits.max_attempts:
+            delay = e.retry_after or backoff(attempts, limits.backoff_initial, limits.backoff_max)
+            if inst.state is S.CREATING:
+                self.move(e.name, S.PENDING, now)
+            self.update(e.name, attempts=attempts, not_before=now + delay, last_error=e.error)
+        else:
+            self.move(e.name, S.FAILED, now, attempts=attempts, last_error=e.error)
+
+    def _teardown_started(self, e: ev.TeardownStarted, now: float) -> None:
+        self.move(e.name, S.DELETING, now)
+
+    def _teardown_blocked(self, e: ev.TeardownBlocked, now: float) -> None:
+        self.move(e.name, S.BUSY, now, retire_reason=None)
+
+    def _teardown_failed(self, e: ev.TeardownFailed, now: float) -> None:
+        inst = self.instances.get(e.name)
+        if inst is not None:
+            limits = self.config.limits
+            delay = backoff(inst.attempts + 1, limits.backoff_initial, limits.backoff_max)
+            self.update(e.name, attempts=inst.attempts + 1, not_before=now + delay, last_error=e.error)
+
+    def _torn_down(self, e: ev.TornDown, now: float) -> None:
+        inst = self.instances.get(e.name)
+        if inst is not None and inst.state is not S.DELETING:
+            self.move(e.name, S.DELETING, now)
+        self.move(e.name, S.DELETED, now)
+
+
+def backoff(attempt: int, initial: float, maximum: float) -> float:
+    return float(min(maximum, initial * (2 ** max(0, attempt - 1))))
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+_HANDLERS: dict[type, Callable[[Store, object, float], None]] = {
+    ev.JobReported: Store._job,  # type: ignore[dict-item]
+    ev.ForgeSynced: Store._forge_synced,  # type: ignore[dict-item]
+    ev.ProviderSynced: Store._provider_synced,  # type: ignore[dict-item]
+    ev.ProviderSyncFailed: Store._provider_sync_failed,  # type: ignore[dict-item]
+    ev.InstanceObserved: Store._observed,  # type: ignore[dict-item]
+    ev.Minted: Store._minted,  # type: ignore[dict-item]
+    ev.Created: Store._created,  # type: ignore[dict-item]
+    ev.LaunchFailed: Store._launch_failed,  # type: ignore[dict-item]
+    ev.TeardownStarted: Store._teardown_started,  # type: ignore[dict-item]
+    ev.TeardownBlocked: Store._teardown_blocked,  # type: ignore[dict-item]
+    ev.TeardownFailed: Store._teardown_failed,  # type: ignore[dict-item]
+    ev.TornDown: Store._torn_down,  # type: ignore[dict-item]
+}
+
+__all__ = ["NOT_YET_BUSY", "ProviderHealth", "Snapshot", "Store", "backoff"]

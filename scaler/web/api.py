@@ -1,0 +1,43 @@
+"""Read-only JSON API: pools (what KEDA's metrics-api scaler reads) and instances."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from scaler.app import Scaler
+
+
+async def pools(request: Request) -> Response:
+    scaler: Scaler = request.app.state.scaler
+    return JSONResponse({"pools": list(scaler.pool_stats().values())})
+
+
+async def pool(request: Request) -> Response:
+    scaler: Scaler = request.app.state.scaler
+    name = request.path_params["name"]
+    stats = scaler.pool_stats().get(name)
+    if stats is None:
+        return JSONResponse({"error": f"no pool named {name!r}"}, status_code=404)
+    return JSONResponse(stats)
+
+
+async def instances(request: Request) -> Response:
+    scaler: Scaler = request.app.state.scaler
+    items = [
+        {
+            "name": i.name,
+            "pool": i.pool,
+            "provider": i.provider,
+            "state": str(i.state),
+            "runner_id": i.runner_id,
+            "job_id": i.job_id,
+            "created_at": i.created_at,
+            "updated_at": i.updated_at,
+            "attempts": i.attempts,
+            "last_error": i.last_error,
+            "retire_reason": i.retire_reason,
+        }
+        for i in scaler.store.instances.values()
+    ]
+    return JSONResponse({"instances": items})

@@ -1,0 +1,100 @@
+"""``POST /webhooks/{forge}``: verify → parse → enqueue → 202.
+
+Handlers never call a provider or the forge; they only hand an event to the
+reconciler (DESIGN, "One writer"). Status codes: 202 accepted, 200 ignored or
+duplicate, 400 malformed, 401 bad signature, 404 unknown forge, 413 too large,
+415 not JSON, 503 queue full or not the leader (the forge retries).
+"""
+
+from __future__ import annotations
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from scaler import metrics
+from scaler.app import Scaler
+from scaler.errors import WebhookError
+from scaler.events import JobReported
+
+log = structlog.get_logger("scaler.webhooks")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:  # cut off while streaming, never read whole
+            raise _TooLarge
+    return bytes(body)
+
+
+def _reply(forge: str, event: str, result: str, status: int, **extra: object) -> Response:
+    metrics.WEBHOOKS.labels(forge, event, result).inc()
+    return JSONResponse({"result": result, **extra}, status_code=status)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def receive(request: Request) -> Response:
+    scaler: Scaler = request.app.state.scaler
+    name = request.path_params["forge"]
+    forge = scaler.forges.get(name)
+    if forge is None:
+        log.info("webhook for unknown forge", forge=name)
+        return _reply("unknown", "unknown", "unknown_forge", 404, error=f"no forge named {name!r}")
+    if not scaler.leading:
+        return _reply(name, "unknown", "not_leader", 503, error="this replica is not the leader")
+    try:
+        body = await _read_body(request, scaler.config.server.max_body_bytes)
+    except _TooLarge:
+        log.warning("webhook body too large", forge=name)
+        return _reply(name, "unknown", "too_large", 413, error=f"body over {scaler.config.server.max_body_bytes} bytes")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        forge.verify(headers, body)
+        if not _is_json(headers.get("content-type", "")):
+            return _reply(name, "unknown", "unsupported_media_type", 415, error="content type must be application/json")
+        delivery = forge.parse(headers, body)
+    except WebhookError as exc:
+        result = "bad_signature" if exc.status == 401 else "malformed"
+        log.warning("webhook refused", forge=name, status=exc.status, reason=str(exc))
+        return _reply(name, "unknown", result, exc.status, error=str(exc))
+    except (ValueError, RecursionError, UnicodeError) as exc:
+        log.warning("webhook refused", forge=name, status=400, reason=type(exc).__name__)
+        return _reply(name, "unknown", "malformed", 400, error=f"malformed body ({type(exc).__name__})")
+    return _accept(scaler, name, delivery)
+
+
+def _accept(scaler: Scaler, name: str, delivery: object) -> Response:
+    from scaler.forges.base import Delivery
+
+    assert isinstance(delivery, Delivery)
+    event = delivery.event or "unknown"
+    dedupe_key = f"{name}:{delivery.delivery_id}" if delivery.delivery_id else None
+    if dedupe_key is not None and scaler.deliveries.seen(dedupe_key):
+        return _reply(name, event, "duplicate", 200)
+    if delivery.job is None:
+        log.debug("webhook ignored", forge=name, webhook_event=event, reason=delivery.ignored)
+        return _reply(name, event, "ignored", 200, reason=delivery.ignored)
+    job = delivery.job
+    if job.runner_name not in scaler.store.instances and not scaler.reconciler.index.candidates(job):
+        log.info("webhook for a job no pool serves", forge=name, job=job.id, repository=job.repository)
+        return _reply(name, event, "not_served", 200, reason="no pool serves this repository and labels")
+    if not scaler.inbox.offer(JobReported(job, scaler.clock.now(), delivery.delivery_id)):
+        log.warning("event queue full, delivery refused", forge=name, job=job.id)
+        return _reply(name, event, "queue_full", 503, error="event queue full; retry later")
+    if dedupe_key is not None:
+        scaler.deliveries.add(dedupe_key)
+    log.debug("webhook accepted", forge=name, delivery=delivery.delivery_id, job=job.id, state=str(job.state))
+    return _reply(name, event, "accepted", 202)
