@@ -110,7 +110,9 @@ class Scaler:
         timing = self.config.timing
         self._loops = [
             asyncio.create_task(
-                guarded_loop("reconciler", timing.reconcile_interval, self.step_reconcile, self.heartbeats, self.inbox.wake)
+                guarded_loop(
+                    "reconciler", timing.reconcile_interval, self.step_reconcile, self.heartbeats, self.inbox.wake
+                )
             ),
             asyncio.create_task(
                 guarded_loop(
@@ -195,7 +197,9 @@ class Scaler:
                 "provider": p.provider,
                 "queued": queued.get(p.name, 0),
                 "in_progress": running.get(p.name, 0),
-                "instances": {s.value: states[p.name].get(s.value, 0) for s in InstanceState if s is not InstanceState.DELETED},
+                "instances": {
+                    s.value: states[p.name].get(s.value, 0) for s in InstanceState if s is not InstanceState.DELETED
+                },
                 "min_idle": p.min_idle,
                 "max": p.max,
             }
@@ -209,6 +213,8 @@ class Scaler:
             for state, n in stats["instances"].items():
                 metrics.INSTANCES.labels(name, state).set(n)
         assigned = {key for key, _ in self.reconciler.last_plan.assigned}
-        unserved = Counter(j.forge for j in self.store.jobs.values() if j.state is JobState.QUEUED and j.key not in assigned)
+        unserved = Counter(
+            j.forge for j in self.store.jobs.values() if j.state is JobState.QUEUED and j.key not in assigned
+        )
         for forge in self.forges:
             metrics.UNSERVED_JOBS.labels(forge).set(unserved.get(forge, 0))

@@ -55,7 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     for forge in config.forges:
         if forge.insecure_pass_registration_token:
-            log.warning("insecure_pass_registration_token is on: instances receive a reusable registration token", forge=forge.name)
+            log.warning(
+                "insecure_pass_registration_token is on: instances receive a reusable registration token",
+                forge=forge.name,
+            )
     log.info("listening", url=f"http://{host}:{port}", webhooks=[f"/webhooks/{f.name}" for f in config.forges])
     uvicorn.run(create_app(scaler), host=host, port=port, log_config=None, access_log=False, lifespan="on")
     return 0
@@ -64,8 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _elector(config: Config) -> Any:
     if not config.leader_election.enabled:
         return None
-    from scaler import leader
+    import importlib
 
+    # Leader election needs the kubernetes client; import it only when used.
+    leader = importlib.import_module("scaler.leader")
     return leader.build_elector(config.leader_election)
 
 
@@ -102,10 +107,16 @@ def _secret_findings(config: Config) -> list[Finding]:
             out.append(Finding("error", f"forges[{i}]", str(exc)))
         for path in forge.secret_files():
             if readable_by_others(path):
-                out.append(Finding("warning", f"forges[{i}]", f"secret file {path} is readable by group or others (chmod 600)"))
+                out.append(
+                    Finding("warning", f"forges[{i}]", f"secret file {path} is readable by group or others (chmod 600)")
+                )
         if forge.insecure_pass_registration_token:
             out.append(
-                Finding("warning", f"forges[{i}]", "insecure_pass_registration_token: instances get a reusable registration token")
+                Finding(
+                    "warning",
+                    f"forges[{i}]",
+                    "insecure_pass_registration_token: instances get a reusable registration token",
+                )
             )
     return out
 
@@ -158,7 +169,9 @@ def render_status(pools: Sequence[dict[str, Any]]) -> str:
     rows = [header]
     for p in pools:
         inst = p.get("instances", {})
-        rows.append([p["name"], str(p["queued"]), str(p["in_progress"]), *[str(inst.get(s, 0)) for s in states], str(p["max"])])
+        rows.append(
+            [p["name"], str(p["queued"]), str(p["in_progress"]), *[str(inst.get(s, 0)) for s in states], str(p["max"])]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -193,7 +206,9 @@ def _add_optional_verbs(sub: Any) -> None:
             mod = __import__(module, fromlist=["add_subcommands"])
         except ImportError:
             continue
-        mod.add_subcommands(sub)
+        add = getattr(mod, "add_subcommands", None)
+        if add is not None:
+            add(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from scaler.clock import Clock
 from scaler.config import Config
 from scaler.domain.instance import Instance, InstanceState
 from scaler.errors import RunnerBusyError
-from scaler.forges.base import ForgeAdapter
+from scaler.forges.base import ForgeAdapter, RunnerInfo
 from scaler.loops import Inbox, TaskSet
 from scaler.provider import Provider
 from scaler.store import Store
@@ -115,7 +115,7 @@ class Collector:
         if forge is None or runner_id is None:
             return False
         runner = await self._timed(forge.name, "get_runner", forge.get_runner(runner_id))
-        return bool(runner and runner.busy)
+        return isinstance(runner, RunnerInfo) and runner.busy
 
     async def _deregister(self, forge: ForgeAdapter | None, inst: Instance, *, tolerate_busy: bool) -> None:
         runner_id = self._runner_id(forge, inst)

@@ -241,7 +241,12 @@ class Config(_Model):
     @model_validator(mode="after")
     def _references(self) -> Config:
         problems: list[str] = []
-        for kind, items in (("forges", self.forges), ("providers", self.providers), ("pools", self.pools)):
+        named: tuple[tuple[str, Sequence[ForgeConfig | ProviderConfig | PoolConfig]], ...] = (
+            ("forges", self.forges),
+            ("providers", self.providers),
+            ("pools", self.pools),
+        )
+        for kind, items in named:
             seen: set[str] = set()
             for i, item in enumerate(items):
                 if item.name in seen:

@@ -101,7 +101,7 @@ def _counts_against_caps(inst: Instance) -> bool:
 
 
 def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
-    config, now = index.config, snapshot.now
+    config = index.config
     tallies, provider_live, total_live = _tally(snapshot, index)
     global_room = config.limits.max_instances - total_live
     provider_room = {
@@ -171,9 +171,7 @@ def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally],
     return tallies, provider_live, total
 
 
-def _expire(
-    snapshot: Snapshot, index: PoolIndex, tallies: dict[str, _PoolTally]
-) -> tuple[list[Retire], list[Fail]]:
+def _expire(snapshot: Snapshot, index: PoolIndex, tallies: dict[str, _PoolTally]) -> tuple[list[Retire], list[Fail]]:
     now = snapshot.now
     retires: list[Retire] = []
     fails: list[Fail] = []

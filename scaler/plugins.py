@@ -52,7 +52,9 @@ def validate_provider_options(config: Config) -> list[str]:
         except ImportError as exc:
             problems.append(f"providers[{i}].type: provider {p.type!r} cannot be loaded ({exc})")
             continue
-        problems += _model_problems(getattr(factories[p.name], "settings_model", None), p.options, f"providers[{i}].options")
+        problems += _model_problems(
+            getattr(factories[p.name], "settings_model", None), p.options, f"providers[{i}].options"
+        )
     for i, pool in enumerate(config.pools):
         factory = factories.get(pool.provider)
         if factory is not None:

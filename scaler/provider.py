@@ -18,6 +18,7 @@ Contract (checked by ``tests/contract``, run against every provider):
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -124,7 +125,7 @@ class Provider(Protocol):
         ``list`` remains the source of truth."""
         ...
 
-    async def check(self, pools: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
+    async def check(self, pools: Mapping[str, Mapping[str, Any]]) -> builtins.list[Finding]:
         """Probe reachability and permissions for these pools (name → options)
         without creating anything."""
         ...

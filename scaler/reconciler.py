@@ -32,6 +32,7 @@ from scaler.provider import (
     LABEL_POOL,
     LABEL_RUNNER_ID,
     LABEL_RUNNER_NAME,
+    InstanceInfo,
     LaunchSpec,
     Provider,
 )
@@ -152,7 +153,7 @@ class Reconciler:
         job = self.store.jobs.get((pool.forge, inst.job_id))
         return job if job is not None and job.state is JobState.QUEUED else None
 
-    async def _create(self, pool: PoolConfig, inst: Instance, launch: RunnerLaunch) -> object:
+    async def _create(self, pool: PoolConfig, inst: Instance, launch: RunnerLaunch) -> InstanceInfo:
         provider = self.providers[pool.provider]
         timeout = self.config.provider(pool.provider).create_timeout
         spec = LaunchSpec(

@@ -61,7 +61,9 @@ class Resync:
         except Exception as exc:
             log.warning("forge resync failed", forge=forge.name, error=str(exc))
             return False
-        self.inbox.post(ev.ForgeSynced(forge.name, None if queued is None else tuple(queued), tuple(runners), started_at))
+        self.inbox.post(
+            ev.ForgeSynced(forge.name, None if queued is None else tuple(queued), tuple(runners), started_at)
+        )
         return True
 
 

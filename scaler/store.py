@@ -27,6 +27,8 @@ S = InstanceState
 # A provider whose creates keep failing is skipped (its jobs fall back to
 # lower-priority pools) for a while.
 UNHEALTHY_AFTER_FAILURES = 3
+# Expiry scans every job; once every few seconds is plenty.
+EXPIRY_EVERY = 5.0
 
 
 @dataclass(slots=True)
@@ -68,13 +70,12 @@ class Store:
         self._forge_of_pool = {p.name: p.forge for p in self.config.pools}
         for p in self.config.providers:
             self.providers.setdefault(p.name, ProviderHealth())
+        self._last_expiry = float("-inf")
 
     # --- reading -----------------------------------------------------------
 
     def snapshot(self, now: float) -> Snapshot:
-        unavailable = frozenset(
-            name for name, h in self.providers.items() if not h.synced or h.unhealthy_until > now
-        )
+        unavailable = frozenset(name for name, h in self.providers.items() if not h.synced or h.unhealthy_until > now)
         queued = tuple(j for j in self.jobs.values() if j.state is JobState.QUEUED)
         return Snapshot(now, queued, tuple(self.instances.values()), unavailable)
 
@@ -120,12 +121,28 @@ class Store:
             self.instances[name] = dataclasses.replace(inst, **changes)  # type: ignore[arg-type]
 
     def expire(self, now: float) -> None:
-        """Forget finished jobs and deleted names past their tombstone TTL."""
+        """Forget what can no longer matter, so memory stays bounded: finished
+        jobs and deleted names past the tombstone TTL, running jobs whose end
+        was never reported (past every pool's max_lifetime), and queued jobs of
+        forges that cannot list jobs (nothing else would ever remove them)."""
+        if now - self._last_expiry < EXPIRY_EVERY:
+            return
+        self._last_expiry = now
         ttl = self.config.timing.tombstone_ttl
-        for key in [k for k, j in self.jobs.items() if j.state is JobState.COMPLETED and (j.completed_at or 0) < now - ttl]:
+        longest = max((p.max_lifetime for p in self.config.pools), default=0.0) + ttl
+        for key in [k for k, j in self.jobs.items() if self._stale(j, now, ttl, longest)]:
             del self.jobs[key]
+            self.queued_seen.pop(key, None)
         for name in [n for n, t in self.tombstones.items() if t < now - ttl]:
             del self.tombstones[name]
+
+    def _stale(self, job: Job, now: float, ttl: float, longest: float) -> bool:
+        if job.state is JobState.COMPLETED:
+            return (job.completed_at or 0.0) < now - ttl
+        if job.state is JobState.IN_PROGRESS:
+            return (job.started_at or 0.0) < now - longest
+        lists = self.forge_lists_jobs.get(job.forge, True)
+        return not lists and self.queued_seen.get(job.key, now) < now - ttl
 
     # --- event handlers ----------------------------------------------------
 
@@ -309,14 +326,14 @@ def backoff(attempt: int, initial: float, maximum: float) -> float:
 
 def _int(value: str | None) -> int | None:
     try:
-        return int(value) if value not in (None, "") else None  # type: ignore[arg-type]
+        return int(value) if value else None
     except ValueError:
         return None
 
 
 def _float(value: str | None) -> float | None:
     try:
-        return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
+        return float(value) if value else None
     except ValueError:
         return None
 

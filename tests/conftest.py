@@ -13,8 +13,8 @@ from scaler.app import Scaler
 from scaler.clock import FakeClock
 from scaler.config import Config, parse_config
 from scaler.events import JobReported
-from scaler.testing import FakeForge, FakeForgeState, MemoryProvider
 from scaler.provider import ProviderSettings
+from scaler.testing import FakeForge, FakeForgeState, MemoryProvider
 
 SECRET = "test-webhook-secret-123"
 

@@ -56,7 +56,7 @@ class FakeJob:
 class FakeForgeState:
     """The forge's side: jobs, runners, and knobs for failures."""
 
-    secret: str = "fake-webhook-secret"
+    secret: str = "fake-webhook-secret"  # noqa: S105 - a test double's default
     auto_online: bool = False  # minted runners come online at once
     can_list_jobs: bool = True
     jobs: dict[int, FakeJob] = field(default_factory=dict)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,7 +50,9 @@ class MemoryProvider:
     settings_model: ClassVar[Any] = MemorySettings
     pool_options_model: ClassVar[Any] = None
 
-    def __init__(self, settings: ProviderSettings | None = None, *, shared: dict[str, MemoryInstance] | None = None) -> None:
+    def __init__(
+        self, settings: ProviderSettings | None = None, *, shared: dict[str, MemoryInstance] | None = None
+    ) -> None:
         self.settings = settings or ProviderSettings("memory", "memory", "runner-scaler", {})
         opts = MemorySettings.model_validate(dict(self.settings.options))
         self.name = self.settings.name
@@ -115,7 +118,7 @@ class MemoryProvider:
         while True:
             yield await self._changes.get()
 
-    async def check(self, pools: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
+    async def check(self, pools: Mapping[str, Mapping[str, Any]]) -> builtins.list[Finding]:
         return [Finding("ok", f"provider {self.name}", f"in-memory provider, {len(self.instances)} instances")]
 
     async def close(self) -> None:
@@ -141,5 +144,5 @@ class MemoryProvider:
     def fail_next_create(self, exc: Exception | None = None) -> None:
         self.fail_creates.append(exc or ProviderTemporaryError("injected create failure"))
 
-    def create_calls(self) -> list[str]:
+    def create_calls(self) -> builtins.list[str]:
         return [c.name for c in self.calls if c.op == "create"]

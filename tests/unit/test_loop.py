@@ -38,7 +38,7 @@ def _b36(n: int) -> str:
 async def test_duplicate_delivery_creates_once(harness: Harness) -> None:
     """The same queued report twice still makes one instance."""
     await harness.scaler.rebuild()
-    job_id, headers, body = harness.forge.queue_job("acme/app", ["ubuntu-latest"])
+    _, headers, body = harness.forge.queue_job("acme/app", ["ubuntu-latest"])
     harness.deliver(headers, body)
     harness.deliver(headers, body)
     await harness.scaler.settle()
@@ -243,8 +243,8 @@ def _reported(h: Harness, headers: dict[str, str], body: bytes) -> object:
 async def test_orphan_runner_deregistered(harness: Harness) -> None:
     """A runner named like ours with no instance is deregistered."""
     await harness.scaler.rebuild()
-    from scaler.testing.fake_forge import FakeRunner
     from scaler.secrets import Secret
+    from scaler.testing.fake_forge import FakeRunner
 
     harness.forge.runners[1] = FakeRunner(1, "rs-small-jzzz", Secret("x" * 10), ("a",))
     harness.forge.runners[2] = FakeRunner(2, "someone-elses-runner", Secret("y" * 10), ("a",))
@@ -323,3 +323,30 @@ async def test_fallback_to_lower_priority_pool() -> None:
     pools = sorted(i.pool for i in h.scaler.store.instances.values())
     assert pools == ["big", "spill", "spill"]
     assert {i.job_id for i in h.scaler.store.instances.values()} == set(jobs)
+
+
+async def test_memory_bounded_when_reports_are_lost(harness: Harness) -> None:
+    """Jobs whose end is never reported are forgotten after their bounds."""
+    await harness.scaler.rebuild()
+    job = harness.queue()
+    await harness.scaler.settle()
+    name = harness.instance_for(job)
+    harness.deliver(*harness.forge.start_job(job, name))  # completion never arrives
+    await harness.scaler.settle()
+    assert ("fake", job) in harness.scaler.store.jobs
+    harness.clock.advance(harness.config.pools[0].max_lifetime + harness.config.timing.tombstone_ttl + 10)
+    await harness.scaler.settle()
+    assert ("fake", job) not in harness.scaler.store.jobs
+    assert name not in harness.provider.instances  # and its instance ended at max_lifetime
+
+
+async def test_queued_job_expires_when_forge_cannot_list() -> None:
+    """On a forge without job listing, a queued job is dropped after the TTL."""
+    h = make_harness()
+    h.forge.can_list_jobs = False
+    await h.scaler.rebuild()
+    job = h.queue()
+    await h.scaler.settle()
+    h.clock.advance(h.config.timing.tombstone_ttl + 10)
+    await h.sync()
+    assert ("fake", job) not in h.scaler.store.jobs
