@@ -161,7 +161,6 @@ class Scaler:
 
     async def step_reconcile(self) -> None:
         await self.reconciler.run_once()
-        self._publish_gauges()
         self.collector.wake.set()
 
     async def settle(self, rounds: int = 10) -> None:
@@ -187,8 +186,8 @@ class Scaler:
                 states[inst.pool][str(inst.state)] += 1
         running = Counter(
             self.store.instances[j.runner_name].pool
-            for j in self.store.jobs.values()
-            if j.state is JobState.IN_PROGRESS and j.runner_name in self.store.instances
+            for j in self.store.in_progress_jobs()
+            if j.runner_name in self.store.instances
         )
         return {
             p.name: {
@@ -206,15 +205,16 @@ class Scaler:
             for p in self.config.pools
         }
 
-    def _publish_gauges(self) -> None:
+    def publish_gauges(self) -> None:
+        """Set the per-pool gauges. Called when ``/metrics`` is scraped, not on
+        every pass: it walks every instance and pool, which a burst of passes
+        cannot afford."""
         for name, stats in self.pool_stats().items():
             metrics.QUEUED_JOBS.labels(name).set(stats["queued"])
             metrics.IN_PROGRESS_JOBS.labels(name).set(stats["in_progress"])
             for state, n in stats["instances"].items():
                 metrics.INSTANCES.labels(name, state).set(n)
         assigned = {key for key, _ in self.reconciler.last_plan.assigned}
-        unserved = Counter(
-            j.forge for j in self.store.jobs.values() if j.state is JobState.QUEUED and j.key not in assigned
-        )
+        unserved = Counter(j.forge for j in self.store.queued_jobs() if j.key not in assigned)
         for forge in self.forges:
             metrics.UNSERVED_JOBS.labels(forge).set(unserved.get(forge, 0))

@@ -1,4 +1,4 @@
-"""``runner-scaler``: serve, check, status (and the forge helpers' verbs)."""
+"""runner-scaler: ephemeral self-hosted CI runners for Gitea, Forgejo and GitHub."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def _elector(config: Config) -> Any:
 
     # Leader election needs the kubernetes client; import it only when used.
     leader = importlib.import_module("scaler.leader")
-    return leader.build_elector(config.leader_election)
+    le = config.leader_election
+    api_client = leader.LeaseElector.api_client_from(kubeconfig=le.kubeconfig, context=le.context)
+    return leader.LeaseElector(le, api_client)
 
 
 # --- check -----------------------------------------------------------------
@@ -201,14 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_verbs(sub: Any) -> None:
     """Verbs that live beside the forge adapters."""
-    for module in ("scaler.forges.webhooks_admin", "scaler.explain"):
-        try:
-            mod = __import__(module, fromlist=["add_subcommands"])
-        except ImportError:
-            continue
-        add = getattr(mod, "add_subcommands", None)
-        if add is not None:
-            add(sub)
+    from scaler.explain import add_explain_subcommand
+    from scaler.forges.webhooks_admin import add_webhook_subcommands
+
+    add_webhook_subcommands(sub)
+    add_explain_subcommand(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

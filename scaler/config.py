@@ -136,6 +136,9 @@ class ForgeConfig(_Model):
             files.append(self.token_file)
         if self.github_app:
             files.append(self.github_app.private_key_file)
+        cache_secret = self.options.get("cache_secret_file")
+        if isinstance(cache_secret, str):
+            files.append(Path(cache_secret))
         return files
 
 
@@ -225,6 +228,9 @@ class LeaderElection(_Model):
     renew_deadline: Duration = 10.0
     retry_period: Duration = 2.0
     identity: str | None = None  # default: hostname
+    # Where the Lease lives: in-cluster config by default, else this kubeconfig.
+    kubeconfig: Path | None = None
+    context: str | None = None
 
 
 class Config(_Model):
@@ -303,7 +309,12 @@ def _strip_inline_secrets(data: object, loc: str, problems: list[str]) -> object
                 )
                 continue
             if key in ("options", "provider_options"):
-                out[key] = value  # free-form; providers validate their own
+                # Free-form (providers validate their own), but a secret
+                # written inline there is still a secret written inline.
+                for k, v in value.items() if isinstance(value, Mapping) else ():
+                    if k in _INLINE_SECRET_KEYS and not isinstance(v, Mapping):
+                        problems.append(f"{path}.{k}: secrets are never written inline; use a file or a variable")
+                out[key] = value
                 continue
             out[key] = _strip_inline_secrets(value, path, problems)
         return out

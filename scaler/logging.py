@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from scaler.secrets import Secret, known_secret_values
+from scaler.secrets import Secret, secrets_in
 
 MASK = "[REDACTED]"
 _SECRET_KEYS = re.compile(r"(token|secret|password|passwd|authorization|private_key|jitconfig|credential)", re.I)
@@ -28,9 +28,8 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, Secret):
         return MASK
     if isinstance(value, str):
-        for secret in known_secret_values():
-            if secret in value:
-                value = value.replace(secret, MASK)
+        for secret in secrets_in(value):
+            value = value.replace(secret, MASK)
         for pat in _PATTERNS:
             value = pat.sub(MASK, value)
         return value

@@ -50,13 +50,35 @@ _KNOWN: set[str] = set()
 _MIN_LEN = 6  # shorter values would mask ordinary words
 
 
+# The same values by their first _MIN_LEN characters, so finding the secrets
+# in a text costs one lookup per position instead of one search per secret
+# (every minted runner token is registered: there can be many).
+_BY_PREFIX: dict[str, set[str]] = {}
+_SCAN_ABOVE = 32  # with fewer secrets a plain search of each is faster
+
+
 def register_secret_value(value: str) -> None:
     if len(value) >= _MIN_LEN:
         _KNOWN.add(value)
+        _BY_PREFIX.setdefault(value[:_MIN_LEN], set()).add(value)
 
 
 def known_secret_values() -> frozenset[str]:
     return frozenset(_KNOWN)
+
+
+def secrets_in(text: str) -> list[str]:
+    """The known secret values that occur in ``text``, longest first."""
+    if len(_KNOWN) <= _SCAN_ABOVE:
+        found = {s for s in _KNOWN if s in text}
+    else:
+        found = {
+            s
+            for i in range(len(text) - _MIN_LEN + 1)
+            for s in _BY_PREFIX.get(text[i : i + _MIN_LEN], ())
+            if text.startswith(s, i)
+        }
+    return sorted(found, key=len, reverse=True)
 
 
 def read_secret_file(path: str | Path) -> Secret:

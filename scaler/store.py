@@ -64,6 +64,9 @@ class Store:
     providers: dict[str, ProviderHealth] = field(default_factory=dict)
     forge_lists_jobs: dict[str, bool] = field(default_factory=dict)
     on_job_started: JobStartedHook | None = None
+    # Keys of the in-progress jobs, so a pass never scans every job (finished
+    # ones are kept for ``tombstone_ttl`` and outnumber the live ones).
+    in_progress: dict[tuple[str, int], None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pools: Mapping[str, PoolConfig] = {p.name: p for p in self.config.pools}
@@ -76,8 +79,14 @@ class Store:
 
     def snapshot(self, now: float) -> Snapshot:
         unavailable = frozenset(name for name, h in self.providers.items() if not h.synced or h.unhealthy_until > now)
-        queued = tuple(j for j in self.jobs.values() if j.state is JobState.QUEUED)
-        return Snapshot(now, queued, tuple(self.instances.values()), unavailable)
+        return Snapshot(now, self.queued_jobs(), tuple(self.instances.values()), unavailable)
+
+    def queued_jobs(self) -> tuple[Job, ...]:
+        # ``queued_seen`` holds exactly the queued jobs' keys, in arrival order.
+        return tuple(j for k in self.queued_seen if (j := self.jobs.get(k)) is not None and j.state is JobState.QUEUED)
+
+    def in_progress_jobs(self) -> Iterable[Job]:
+        return (j for k in self.in_progress if (j := self.jobs.get(k)) is not None and j.state is JobState.IN_PROGRESS)
 
     def instances_of_forge(self, forge: str) -> Iterable[Instance]:
         return (i for i in self.instances.values() if self._forge_of_pool.get(i.pool) == forge)
@@ -133,6 +142,7 @@ class Store:
         for key in [k for k, j in self.jobs.items() if self._stale(j, now, ttl, longest)]:
             del self.jobs[key]
             self.queued_seen.pop(key, None)
+            self.in_progress.pop(key, None)
         for name in [n for n, t in self.tombstones.items() if t < now - ttl]:
             del self.tombstones[name]
 
@@ -163,6 +173,10 @@ class Store:
             self.queued_seen[job.key] = seen_at
         else:
             self.queued_seen.pop(job.key, None)
+        if new.state is JobState.IN_PROGRESS:
+            self.in_progress[job.key] = None
+        else:
+            self.in_progress.pop(job.key, None)
         self._job_to_instance(old, new, now)
 
     def _job_to_instance(self, old: Job | None, new: Job, now: float) -> None:
@@ -178,7 +192,11 @@ class Store:
             self.move(inst.name, S.DONE, now, job_id=new.id)
 
     def _forge_synced(self, e: ev.ForgeSynced, now: float) -> None:
-        self.runners[e.forge] = {r.name: r for r in e.runners}
+        # A runner whose instance was torn down (deregistered) after this
+        # listing began is stale here, not an orphan to deregister again.
+        self.runners[e.forge] = {
+            r.name: r for r in e.runners if self.tombstones.get(r.name, float("-inf")) < e.started_at
+        }
         self.forge_lists_jobs[e.forge] = e.queued is not None
         if e.queued is not None:
             listed = {j.key for j in e.queued}
@@ -318,6 +336,10 @@ class Store:
         if inst is not None and inst.state is not S.DELETING:
             self.move(e.name, S.DELETING, now)
         self.move(e.name, S.DELETED, now)
+        if inst is not None and e.name not in self.instances:
+            # Its runner was deregistered: forget the listed record too, or
+            # the orphan collector deregisters it a second time.
+            self.runners.get(self._forge_of_pool.get(inst.pool, ""), {}).pop(e.name, None)
 
 
 def backoff(attempt: int, initial: float, maximum: float) -> float:

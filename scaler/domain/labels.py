@@ -34,5 +34,15 @@ class RepositoryAllowList:
     patterns: tuple[str, ...]
 
     def allows(self, repository: str) -> bool:
-        repo = repository.lower()
-        return any(fnmatch.fnmatchcase(repo, p.lower()) for p in self.patterns)
+        # Match owner and name separately: fnmatch's ``*`` also matches ``/``,
+        # so ``acme/*`` must not admit ``acme/../evil`` or ``acme/x/y``.
+        owner, sep, name = repository.lower().partition("/")
+        if not sep or not owner or not name or "/" in name:
+            return False
+        for p in self.patterns:
+            if p == "*":
+                return True
+            p_owner, _, p_name = p.lower().partition("/")
+            if fnmatch.fnmatchcase(owner, p_owner) and fnmatch.fnmatchcase(name, p_name):
+                return True
+        return False

@@ -27,4 +27,4 @@ def build_forge(config: ForgeConfig) -> ForgeAdapter:
     return adapter
 
 
-__all__ = ["Delivery", "ForgeAdapter", "RunnerInfo", "RunnerLaunch", "build_forge", "FORGE_TYPES"]
+__all__ = ["FORGE_TYPES", "Delivery", "ForgeAdapter", "RunnerInfo", "RunnerLaunch", "build_forge"]

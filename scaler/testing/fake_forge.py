@@ -22,6 +22,7 @@ from typing import Any
 from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
 from scaler.errors import ForgeTemporaryError, MalformedDelivery, RunnerBusyError, SignatureError
+from scaler.forges._common import as_int, load_object, obj, opt_int, str_list
 from scaler.forges.base import Delivery, RunnerInfo, RunnerLaunch
 from scaler.provider import CredentialFile, Finding
 from scaler.secrets import Secret
@@ -149,7 +150,8 @@ class FakeForge:
         sig = headers.get("x-hub-signature-256", "")
         if not sig:
             raise SignatureError("missing X-Hub-Signature-256")
-        if not sig.startswith("sha256="):
+        if not sig.startswith("sha256=") or not all(c in "0123456789abcdefABCDEF" for c in sig[7:]):
+            # compare_digest raises TypeError on non-ASCII text: refuse first.
             raise SignatureError("malformed X-Hub-Signature-256")
         expected = hmac.new(self.state.secret.encode(), body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(sig[7:].lower(), expected):
@@ -160,21 +162,26 @@ class FakeForge:
         delivery_id = headers.get("x-github-delivery")
         if event != "workflow_job":
             return Delivery(delivery_id, event, None, None, ignored=f"event {event!r} is not workflow_job")
-        try:
-            data = json.loads(body)
-            action = data["action"]
-            wj = data["workflow_job"]
-            job = Job(
-                forge=self.name,
-                id=int(wj["id"]),
-                repository=str(data["repository"]["full_name"]),
-                labels=tuple(str(x) for x in wj["labels"]),
-                state=_ACTION_STATE[action],
-                run_id=wj.get("run_id"),
-                runner_name=wj.get("runner_name"),
-            )
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise MalformedDelivery(f"not a workflow_job delivery: {type(exc).__name__}") from None
+        # Strict types (the shared helpers the real adapters use): a string
+        # where a list belongs must not become a tuple of characters.
+        data = load_object(body)
+        action = data.get("action")
+        if not isinstance(action, str) or action not in _ACTION_STATE:
+            raise MalformedDelivery("not a workflow_job delivery: bad action")
+        wj = obj(data.get("workflow_job"), "workflow_job")
+        repo = obj(data.get("repository"), "repository").get("full_name")
+        if not isinstance(repo, str) or "/" not in repo:
+            raise MalformedDelivery("repository.full_name must be owner/repo")
+        runner_name = wj.get("runner_name")
+        job = Job(
+            forge=self.name,
+            id=as_int(wj.get("id"), "workflow_job.id"),
+            repository=repo,
+            labels=str_list(wj.get("labels"), "workflow_job.labels"),
+            state=_ACTION_STATE[action],
+            run_id=opt_int(wj.get("run_id")),
+            runner_name=runner_name if isinstance(runner_name, str) and runner_name else None,
+        )
         return Delivery(delivery_id, event, action, job)
 
     async def list_queued_jobs(self) -> list[Job] | None:

@@ -47,6 +47,9 @@ What it models (each with the API concept it mirrors):
   (:meth:`FakeKube.set_pod_phase`, :meth:`FakeKube.set_waiting`,
   :meth:`FakeKube.set_unschedulable`, :meth:`FakeKube.evict`).
   https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/
+* **Test hooks over HTTP** for a server started with ``python -m
+  scaler.testing.fake_kube [--port N] [--kubelet]``:
+  ``POST /fake/v1/namespaces/{ns}/pods/{name}/{phase|waiting|unschedulable|evict}``.
 * **Faults**: :meth:`FakeKube.drop_watches` ends every open watch stream (as a
   dropped connection or an apiserver restart would), :attr:`FakeKube.fail_requests`
   answers every request with ``503`` while set.
@@ -66,6 +69,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import contextlib
 import copy
 import json
@@ -77,7 +81,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -226,12 +230,12 @@ class FakeKube:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> FakeKube:
+    def start(self, port: int = 0) -> FakeKube:
         import uvicorn
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1, access_log=False
@@ -298,7 +302,7 @@ class FakeKube:
             obj = self._objects.get((k.group, k.plural, namespace, name))
             return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, kind: _Kind | str, namespace: str | None = None) -> list[dict[str, Any]]:
+    def list(self, kind: _Kind | str, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
         k = self._kind(kind)
         with self._lock:
             return [
@@ -437,7 +441,7 @@ class FakeKube:
             return self.replace(PODS, namespace, name, pod)
 
     @staticmethod
-    def _container_names(pod: dict[str, Any]) -> list[str]:
+    def _container_names(pod: dict[str, Any]) -> builtins.list[str]:
         return [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
 
     def set_pod_phase(
@@ -583,9 +587,8 @@ class FakeKube:
 
         routes = [
             Route("/version", self._version, methods=["GET"]),
-            Route(
-                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._ssar, methods=["POST"]
-            ),
+            Route("/fake/v1/namespaces/{ns}/pods/{name}/{action}", self._hook, methods=["POST"]),
+            Route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._ssar, methods=["POST"]),
             Route("/api/v1/{plural}", self._collection, methods=["GET"]),
             Route("/api/v1/namespaces/{ns}/{plural}", self._collection, methods=["GET", "POST"]),
             Route(
@@ -615,6 +618,29 @@ class FakeKube:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({plural})")
         if self.allowed is not None and (group, plural, verb) not in self.allowed:
             raise ApiError(403, "Forbidden", f'{plural} is forbidden: cannot {verb} resource "{plural}"')
+
+    async def _hook(self, request: Request) -> Response:
+        """Test hooks over HTTP (for a server run with ``python -m``):
+        ``POST /fake/v1/namespaces/{ns}/pods/{name}/{phase|waiting|unschedulable|evict}``
+        with the keyword arguments of the matching method as a JSON body."""
+        p = request.path_params
+        raw = await request.body()
+        kwargs = json.loads(raw) if raw else {}
+        hooks: dict[str, Callable[..., dict[str, Any]]] = {
+            "phase": self.set_pod_phase,
+            "waiting": self.set_waiting,
+            "unschedulable": self.set_unschedulable,
+            "evict": self.evict,
+        }
+        hook = hooks.get(p["action"])
+        if hook is None:
+            return self._error(ApiError(404, "NotFound", f"no hook {p['action']!r}; one of {sorted(hooks)}"))
+        try:
+            return JSONResponse(hook(p["ns"], p["name"], **kwargs))
+        except KeyError as exc:
+            return self._error(ApiError(404, "NotFound", str(exc)))
+        except TypeError as exc:
+            return self._error(ApiError(400, "BadRequest", str(exc)))
 
     async def _version(self, request: Request) -> Response:
         return JSONResponse({"major": "1", "minor": "31", "gitVersion": "v1.31.0-fake"})
@@ -654,8 +680,12 @@ class FakeKube:
                     o.pop("kind", None), o.pop("apiVersion", None)
                 rv = str(self._rv)
             return JSONResponse(
-                {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": {"resourceVersion": rv},
-                 "items": items}
+                {
+                    "kind": f"{kind.kind}List",
+                    "apiVersion": kind.api_version,
+                    "metadata": {"resourceVersion": rv},
+                    "items": items,
+                }
             )
         except ApiError as exc:
             return self._error(exc)
@@ -770,3 +800,27 @@ def _sleep_seconds(container: dict[str, Any]) -> float | None:
 def secret_data(secret: dict[str, Any]) -> dict[str, str]:
     """Decode a Secret's ``data`` (base64) for assertions in tests."""
     return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+def main(argv: builtins.list[str] | None = None) -> None:
+    """``python -m scaler.testing.fake_kube [--port N] [--kubelet]``: serve on 127.0.0.1."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a fake Kubernetes API server on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--kubelet", action="store_true", help="run Pods (and finish `sleep N` ones)")
+    args = parser.parse_args(argv)
+    fake = FakeKube(kubelet=args.kubelet)
+    fake.start(port=args.port)
+    print(f"fake Kubernetes API server at {fake.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -27,4 +27,6 @@ async def readyz(request: Request) -> Response:
 
 
 async def prometheus(request: Request) -> Response:
+    scaler: Scaler = request.app.state.scaler
+    scaler.publish_gauges()
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -54,16 +54,22 @@ async def receive(request: Request) -> Response:
         log.info("webhook for unknown forge", forge=name)
         return _reply("unknown", "unknown", "unknown_forge", 404, error=f"no forge named {name!r}")
     if not scaler.leading:
+        log.info("webhook refused: not the leader", forge=name)
         return _reply(name, "unknown", "not_leader", 503, error="this replica is not the leader")
     try:
         body = await _read_body(request, scaler.config.server.max_body_bytes)
     except _TooLarge:
         log.warning("webhook body too large", forge=name)
-        return _reply(name, "unknown", "too_large", 413, error=f"body over {scaler.config.server.max_body_bytes} bytes")
+        resp = _reply(name, "unknown", "too_large", 413, error=f"body over {scaler.config.server.max_body_bytes} bytes")
+        # Close the connection: otherwise the server keeps receiving (and
+        # discarding) the rest of the upload, however large.
+        resp.headers["connection"] = "close"
+        return resp
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
         forge.verify(headers, body)
         if not _is_json(headers.get("content-type", "")):
+            log.warning("webhook refused", forge=name, status=415, reason="content type is not JSON")
             return _reply(name, "unknown", "unsupported_media_type", 415, error="content type must be application/json")
         delivery = forge.parse(headers, body)
     except WebhookError as exc:
@@ -83,6 +89,7 @@ def _accept(scaler: Scaler, name: str, delivery: object) -> Response:
     event = delivery.event or "unknown"
     dedupe_key = f"{name}:{delivery.delivery_id}" if delivery.delivery_id else None
     if dedupe_key is not None and scaler.deliveries.seen(dedupe_key):
+        log.info("webhook duplicate ignored", forge=name, delivery=delivery.delivery_id)
         return _reply(name, event, "duplicate", 200)
     if delivery.job is None:
         log.debug("webhook ignored", forge=name, webhook_event=event, reason=delivery.ignored)

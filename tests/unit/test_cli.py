@@ -112,7 +112,16 @@ def test_serve_and_status_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "RUNNER_SCALER_WEBHOOK_SECRET": "local-secret-value"}
     root = Path(__file__).parents[2]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scaler.cli", "serve", "--config", str(root / "examples/local/config.yaml"), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "scaler.cli",
+            "serve",
+            "--config",
+            str(root / "examples/local/config.yaml"),
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -145,6 +154,8 @@ def test_serve_bad_config_exit_2(tmp_path: Path) -> None:
     data = base_config()
     data["pools"][0]["max"] = -1
     proc = subprocess.run(
-        [sys.executable, "-m", "scaler.cli", "serve", "--config", str(write(tmp_path, data))], capture_output=True, text=True
+        [sys.executable, "-m", "scaler.cli", "serve", "--config", str(write(tmp_path, data))],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2 and "pools[0].max" in proc.stderr

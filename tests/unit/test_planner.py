@@ -70,7 +70,15 @@ class PlannerMachine(RuleBasedStateMachine):
             pool = self.index.pools[create.pool]
             name = f"rs-{pool.name}-{self.next_id}-{i}"
             self.store.add_pending(
-                Instance(name, pool.name, pool.provider, S.PENDING, self.now, self.now, job_id=create.job.id if create.job else None)
+                Instance(
+                    name,
+                    pool.name,
+                    pool.provider,
+                    S.PENDING,
+                    self.now,
+                    self.now,
+                    job_id=create.job.id if create.job else None,
+                )
             )
             self._apply(ev.Minted(name, None))
             self._apply(ev.Created(name, InstanceInfo(name, InstanceStatus.RUNNING, {})))
@@ -111,7 +119,11 @@ class PlannerMachine(RuleBasedStateMachine):
         if not jobs:
             return
         job = data.draw(st.sampled_from(jobs))
-        self._apply(ev.JobReported(Job("fake", job.id, job.repository, job.labels, JobState.IN_PROGRESS, runner_name=inst.name), self.now))
+        self._apply(
+            ev.JobReported(
+                Job("fake", job.id, job.repository, job.labels, JobState.IN_PROGRESS, runner_name=inst.name), self.now
+            )
+        )
         assert self.store.instances[inst.name].state is S.BUSY
 
     @precondition(lambda self: bool(self._instances(S.BUSY)))
@@ -121,7 +133,11 @@ class PlannerMachine(RuleBasedStateMachine):
         job = self.store.jobs[("fake", inst.job_id)] if inst.job_id is not None else None
         if job is None or job.runner_name != inst.name:
             return
-        self._apply(ev.JobReported(Job("fake", job.id, job.repository, job.labels, JobState.COMPLETED, runner_name=inst.name), self.now))
+        self._apply(
+            ev.JobReported(
+                Job("fake", job.id, job.repository, job.labels, JobState.COMPLETED, runner_name=inst.name), self.now
+            )
+        )
         # Collectable at once: gone after the next collector pass.
         assert self.store.instances[inst.name].state is S.DONE
 
