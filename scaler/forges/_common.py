@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from scaler.clock import Clock, SystemClock
+from scaler.domain.job import JobState
 from scaler.errors import MalformedDelivery
 
 __all__ = [
@@ -122,3 +123,19 @@ def first_header(headers: Mapping[str, str], *names: str) -> str | None:
         if v:
             return v.strip()
     return None
+
+
+def action_state(
+    table: Mapping[str, JobState | str], action: str | None, status: str | None, conclusion: str | None
+) -> JobState | str:
+    """The job state a ``workflow_job`` delivery reports, or why it is ignored.
+
+    ``table`` maps each action (or status) of one forge's vocabulary to a state,
+    or to the reason no runner is needed for it."""
+    key = action or status or ""
+    result = table.get(key)
+    if result is None:
+        return f"unknown workflow_job action {key!r}"
+    if result is JobState.COMPLETED and conclusion == "skipped":
+        return "job was skipped; no runner needed"
+    return result

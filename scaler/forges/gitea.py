@@ -32,6 +32,7 @@ from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
 from scaler.errors import ForgePermanentError, ForgeTemporaryError, MalformedDelivery, RunnerBusyError
 from scaler.forges._common import (
+    action_state,
     as_int,
     first_header,
     gitea_scope_path,
@@ -71,13 +72,7 @@ _GITEA_ACTIONS: dict[str, JobState | str] = {
 
 def gitea_state(action: str | None, status: str | None, conclusion: str | None) -> JobState | str:
     """The job state a Gitea ``workflow_job`` delivery reports, or why it is ignored."""
-    key = action or status or ""
-    result = _GITEA_ACTIONS.get(key)
-    if result is None:
-        return f"unknown workflow_job action {key!r}"
-    if result is JobState.COMPLETED and conclusion == "skipped":
-        return "job was skipped; no runner needed"
-    return result
+    return action_state(_GITEA_ACTIONS, action, status, conclusion)
 
 
 def parse_gitea_delivery(forge: str, headers: Mapping[str, str], body: bytes) -> Delivery:
@@ -324,9 +319,7 @@ class GiteaFamily:
     def _files(self, runner_json: str, labels: list[str]) -> tuple[CredentialFile, ...]:
         d = self._runner_dir()
         server, secret = self._cache()
-        cfg = runner_config(
-            runner_file_path=f"{d}/.runner", labels=labels, cache_server=server, cache_secret=secret
-        )
+        cfg = runner_config(runner_file_path=f"{d}/.runner", labels=labels, cache_server=server, cache_secret=secret)
         return (
             CredentialFile(f"{d}/.runner", Secret(runner_json), 0o600),
             CredentialFile(f"{d}/config.yaml", Secret(cfg), 0o600),
@@ -342,8 +335,12 @@ class GiteaFamily:
             return Finding("warning", subject, f"webhooks: cannot list ({exc})")
         if any(h.get("job_events") for h in hooks):
             return Finding("ok", subject, "webhooks: a hook with job events exists")
-        return Finding("warning", subject, "webhooks: none with job events; run `runner-scaler webhook install` "
-                       "(until then only polling and min_idle create demand)")
+        return Finding(
+            "warning",
+            subject,
+            "webhooks: none with job events; run `runner-scaler webhook install` "
+            "(until then only polling and min_idle create demand)",
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -450,7 +447,7 @@ class GiteaForge(GiteaFamily):
                 runner_file_path=f"{d}/.runner", labels=labels, cache_server=server, cache_secret=secret
             )
             script = (
-                f'act_runner register --no-interactive --ephemeral --config {d}/config.yaml '
+                f"act_runner register --no-interactive --ephemeral --config {d}/config.yaml "
                 f'--instance {json.dumps(self.config.url)} --token "$(cat {d}/registration-token)" '
                 f"--name {json.dumps(runner_name)} --labels {json.dumps(','.join(labels))} "
                 f"&& rm -f {d}/registration-token && exec act_runner daemon --config {d}/config.yaml"
@@ -511,22 +508,45 @@ class GiteaForge(GiteaFamily):
             out.append(Finding("error", subject, f"runner listing failed: {exc}"))
         if version is not None and version < (1, 24, 0):
             if self.config.insecure_pass_registration_token:
-                out.append(Finding("warning", subject, "ephemeral credentials: missing before 1.24; "
-                                   "instances receive the reusable registration token (insecure opt-in)"))
+                out.append(
+                    Finding(
+                        "warning",
+                        subject,
+                        "ephemeral credentials: missing before 1.24; "
+                        "instances receive the reusable registration token (insecure opt-in)",
+                    )
+                )
             else:
-                out.append(Finding("error", subject, "ephemeral credentials: missing before Gitea 1.24; upgrade or "
-                                   "set insecure_pass_registration_token: true"))
+                out.append(
+                    Finding(
+                        "error",
+                        subject,
+                        "ephemeral credentials: missing before Gitea 1.24; upgrade or "
+                        "set insecure_pass_registration_token: true",
+                    )
+                )
         else:
             out.append(Finding("ok", subject, "ephemeral credentials: available (Register RPC with ephemeral: true)"))
             if self.config.insecure_pass_registration_token:
-                out.append(Finding("warning", subject, "insecure_pass_registration_token is on although the forge "
-                                   "supports ephemeral registration: instances receive a reusable token"))
+                out.append(
+                    Finding(
+                        "warning",
+                        subject,
+                        "insecure_pass_registration_token is on although the forge "
+                        "supports ephemeral registration: instances receive a reusable token",
+                    )
+                )
         jobs = await self.list_queued_jobs_probe()
         if jobs:
             out.append(Finding("ok", subject, "job listing: available (lost webhooks are recovered by polling)"))
         else:
-            out.append(Finding("warning", subject, "job listing: missing (needs Gitea 1.25); lost webhooks are "
-                               "only covered by pools' min_idle"))
+            out.append(
+                Finding(
+                    "warning",
+                    subject,
+                    "job listing: missing (needs Gitea 1.25); lost webhooks are only covered by pools' min_idle",
+                )
+            )
         out.append(await self._check_hooks())
         return out
 

@@ -29,7 +29,7 @@ from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
 from scaler.domain.labels import label_name
 from scaler.errors import ForgePermanentError, ForgeTemporaryError, MalformedDelivery, RunnerBusyError
-from scaler.forges._common import as_int, first_header, iso_to_epoch, load_object, obj, opt_int, str_list
+from scaler.forges._common import action_state, as_int, first_header, iso_to_epoch, load_object, obj, opt_int, str_list
 from scaler.forges._http import ForgeHTTP
 from scaler.forges._signature import HUB_256, verify_signature
 from scaler.forges.base import Delivery, RunnerInfo, RunnerLaunch
@@ -57,13 +57,7 @@ _ACTIONS: dict[str, JobState | str] = {
 
 
 def github_state(action: str | None, status: str | None, conclusion: str | None) -> JobState | str:
-    key = action or status or ""
-    result = _ACTIONS.get(key)
-    if result is None:
-        return f"unknown workflow_job action {key!r}"
-    if result is JobState.COMPLETED and conclusion == "skipped":
-        return "job was skipped; no runner needed"
-    return result
+    return action_state(_ACTIONS, action, status, conclusion)
 
 
 def parse_github_delivery(forge: str, headers: Mapping[str, str], body: bytes) -> tuple[Delivery, int | None]:
@@ -204,9 +198,7 @@ class GitHubForge:
         if config.github_app is not None:
             with open(config.github_app.private_key_file, encoding="utf-8") as fh:
                 key = Secret(fh.read())
-            self.app = AppTokens(
-                config.github_app.app_id, key, config.github_app.installation_id, now=self.clock.now
-            )
+            self.app = AppTokens(config.github_app.app_id, key, config.github_app.installation_id, now=self.clock.now)
         self.http = ForgeHTTP(
             forge=config.name,
             base_url=config.url,
@@ -317,8 +309,11 @@ class GitHubForge:
         if self._last_poll is not None and now - self._last_poll < 0.95 * self.poll_delay():
             return None  # too early for the budget: this pass relies on webhooks
         if not self._budget_allows():
-            log.warning("rate-limit budget low; skipping the queued-job poll", forge=self.name,
-                        remaining=self.http.rate.remaining)
+            log.warning(
+                "rate-limit budget low; skipping the queued-job poll",
+                forge=self.name,
+                remaining=self.http.rate.remaining,
+            )
             return None
         self._last_poll = now
         self._cost = 0
@@ -326,15 +321,17 @@ class GitHubForge:
         for repo in await self._poll_repositories():
             seen_runs: set[int] = set()
             for status in ("queued", "in_progress"):
-                runs = await self._paged(f"/repos/{repo}/actions/runs", "list_runs", "workflow_runs",
-                                         {"status": status})
+                runs = await self._paged(
+                    f"/repos/{repo}/actions/runs", "list_runs", "workflow_runs", {"status": status}
+                )
                 for run in runs:
                     run_id = opt_int(run.get("id"))
                     if run_id is None or run_id in seen_runs:
                         continue
                     seen_runs.add(run_id)
-                    for wj in await self._paged(f"/repos/{repo}/actions/runs/{run_id}/jobs", "list_run_jobs",
-                                                "jobs", {"filter": "latest"}):
+                    for wj in await self._paged(
+                        f"/repos/{repo}/actions/runs/{run_id}/jobs", "list_run_jobs", "jobs", {"filter": "latest"}
+                    ):
                         if isinstance(wj, Mapping) and wj.get("status") == "queued":
                             try:
                                 jobs.append(job_from_github(self.name, wj, repo, JobState.QUEUED))
@@ -379,8 +376,12 @@ class GitHubForge:
     async def list_runners(self) -> list[RunnerInfo]:
         items: list[Any] = []
         for page in range(1, MAX_PAGES + 1):
-            resp = await self.http.request("GET", f"{self.scope_path}/actions/runners", endpoint="list_runners",
-                                           params={"per_page": PER_PAGE, "page": page})
+            resp = await self.http.request(
+                "GET",
+                f"{self.scope_path}/actions/runners",
+                endpoint="list_runners",
+                params={"per_page": PER_PAGE, "page": page},
+            )
             data = resp.json()
             batch = data.get("runners") or []
             items.extend(batch)
@@ -389,13 +390,15 @@ class GitHubForge:
         return [self._runner_info(r) for r in items]
 
     async def get_runner(self, runner_id: int) -> RunnerInfo | None:
-        resp = await self.http.request("GET", f"{self.scope_path}/actions/runners/{runner_id}",
-                                       endpoint="get_runner", ok=(200, 404))
+        resp = await self.http.request(
+            "GET", f"{self.scope_path}/actions/runners/{runner_id}", endpoint="get_runner", ok=(200, 404)
+        )
         return None if resp.status_code == 404 else self._runner_info(resp.json())
 
     async def deregister(self, runner_id: int) -> None:
-        resp = await self.http.request("DELETE", f"{self.scope_path}/actions/runners/{runner_id}",
-                                       endpoint="deregister", ok=(204, 200, 404, 422))
+        resp = await self.http.request(
+            "DELETE", f"{self.scope_path}/actions/runners/{runner_id}", endpoint="deregister", ok=(204, 200, 404, 422)
+        )
         if resp.status_code == 422:  # "runner is currently running a job"
             raise RunnerBusyError(f"{self.name}: runner {runner_id} is busy")
 
@@ -412,8 +415,9 @@ class GitHubForge:
             return self._group_ids[text]
         if self.config.scope.kind == "repository":
             raise ForgePermanentError(f"{self.name}: runner groups by name need an organization scope")
-        resp = await self.http.request("GET", f"{self.scope_path}/actions/runner-groups",
-                                       endpoint="list_runner_groups", params={"per_page": 100})
+        resp = await self.http.request(
+            "GET", f"{self.scope_path}/actions/runner-groups", endpoint="list_runner_groups", params={"per_page": 100}
+        )
         for g in resp.json().get("runner_groups") or []:
             if g.get("name") == text:
                 self._group_ids[text] = int(g["id"])
@@ -428,8 +432,13 @@ class GitHubForge:
             "labels": labels,
             "work_folder": "_work",
         }
-        resp = await self.http.request("POST", f"{self.scope_path}/actions/runners/generate-jitconfig",
-                                       endpoint="generate_jitconfig", json=body, ok=(201, 409))
+        resp = await self.http.request(
+            "POST",
+            f"{self.scope_path}/actions/runners/generate-jitconfig",
+            endpoint="generate_jitconfig",
+            json=body,
+            ok=(201, 409),
+        )
         if resp.status_code == 409:
             # A runner of this name exists — most likely a mint whose answer was
             # lost. Not retried here: the orphan sweep removes it by name.
@@ -479,8 +488,14 @@ class GitHubForge:
         except (ForgeTemporaryError, ForgePermanentError) as exc:
             out.append(Finding("error", subject, f"runner listing failed (needs admin on the scope): {exc}"))
         if self.config.scope.kind == "enterprise" and not self.config.options.get("poll_repositories"):
-            out.append(Finding("warning", subject, "job listing: missing for an enterprise scope without "
-                               "options.poll_repositories; lost webhooks are only covered by min_idle"))
+            out.append(
+                Finding(
+                    "warning",
+                    subject,
+                    "job listing: missing for an enterprise scope without "
+                    "options.poll_repositories; lost webhooks are only covered by min_idle",
+                )
+            )
         else:
             out.append(Finding("ok", subject, "job listing: available (queued runs → jobs, ETag, rate-limit aware)"))
         from scaler.forges.webhooks_admin import list_hooks
@@ -490,8 +505,14 @@ class GitHubForge:
             if any(h.get("job_events") for h in hooks):
                 out.append(Finding("ok", subject, "webhooks: a hook with workflow_job exists"))
             else:
-                out.append(Finding("warning", subject, "webhooks: none with workflow_job; run "
-                                   "`runner-scaler webhook install` (an App's own webhook is not listed here)"))
+                out.append(
+                    Finding(
+                        "warning",
+                        subject,
+                        "webhooks: none with workflow_job; run "
+                        "`runner-scaler webhook install` (an App's own webhook is not listed here)",
+                    )
+                )
         except (ForgeTemporaryError, ForgePermanentError) as exc:
             out.append(Finding("warning", subject, f"webhooks: cannot list ({exc})"))
         return out
