@@ -136,8 +136,8 @@ class Collector:
         started = time.perf_counter()
         result = "error"
         try:
-            async with self._sem[inst.provider]:
-                await asyncio.wait_for(provider.delete(inst.name), timeout)
+            async with self._sem[inst.provider], asyncio.timeout(timeout):
+                await provider.delete(inst.name)
             result = "ok"
         finally:
             metrics.PROVIDER_OP.labels(inst.provider, "delete", result).observe(time.perf_counter() - started)

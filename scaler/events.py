@@ -61,6 +61,7 @@ class InstanceObserved:
 class Minted:
     name: str
     runner_id: int | None
+    bound_to_job: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,8 +87,10 @@ class PoolIndex:
 
 @dataclass(slots=True)
 class _PoolTally:
-    bound_free: dict[int, int]  # job id -> not-yet-busy instances made for it
-    free: int  # not-yet-busy instances not bound to a queued job
+    # job id -> not-yet-busy instances that can only ever run that job
+    # (Forgejo handles); they are supply for that job and nothing else.
+    bound_free: dict[int, list[Instance]]
+    free: int  # not-yet-busy instances that can take any matching job
     live: int  # instances that count against max
     assigned: int = 0
     creates: int = 0
@@ -127,8 +129,8 @@ def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
     for job in snapshot.queued:
         for pool in index.candidates(job):
             t = tallies[pool.name]
-            if t.bound_free.get(job.id, 0) > 0:
-                t.bound_free[job.id] -= 1
+            if t.bound_free.get(job.id):
+                t.bound_free[job.id].pop()
             elif t.free > 0:
                 t.free -= 1
             elif room(pool, t):
@@ -140,13 +142,29 @@ def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
             break
     for pool in config.pools:
         t = tallies[pool.name]
-        spare = t.free + sum(t.bound_free.values())
-        for _ in range(max(0, pool.min_idle - spare)):
+        for _ in range(max(0, pool.min_idle - t.free)):
             if not room(pool, t):
                 break
             take_create(pool, t, None)
     retires, fails = _expire(snapshot, index, tallies)
+    retires += _stranded(snapshot, tallies)
     return Plan(tuple(creates), tuple(retires), tuple(fails), tuple(assigned))
+
+
+def _stranded(snapshot: Snapshot, tallies: dict[str, _PoolTally]) -> list[Retire]:
+    """Job-bound instances that can never run: their job left the queue (taken
+    by another runner, cancelled) or another bound instance got it. The
+    collector still asks the forge first, so one that did take the job is
+    left alone."""
+    queued_ids = {j.id for j in snapshot.queued}
+    out = [
+        Retire(i.name, "its job is no longer queued")
+        for i in snapshot.instances
+        if i.bound and i.state in NOT_YET_BUSY and i.retire_reason is None and i.job_id not in queued_ids
+    ]
+    for t in tallies.values():
+        out += [Retire(i.name, "another instance serves its job") for left in t.bound_free.values() for i in left]
+    return out
 
 
 def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally], dict[str, int], int]:
@@ -164,10 +182,10 @@ def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally],
             continue
         t.live += 1
         if inst.state in NOT_YET_BUSY and inst.retire_reason is None:
-            if inst.job_id is not None and inst.job_id in queued_ids:
-                t.bound_free[inst.job_id] = t.bound_free.get(inst.job_id, 0) + 1
-            else:
+            if not inst.bound:
                 t.free += 1
+            elif inst.job_id in queued_ids:
+                t.bound_free.setdefault(inst.job_id, []).append(inst)
     return tallies, provider_live, total
 
 
@@ -185,7 +203,7 @@ def _expire(snapshot: Snapshot, index: PoolIndex, tallies: dict[str, _PoolTally]
             fails.append(Fail(inst.name, f"runner not online after {pool.boot_timeout:g}s (boot timeout)"))
         elif inst.state in (S.STARTING, S.IDLE, S.BUSY) and age > pool.max_lifetime:
             retires.append(Retire(inst.name, f"max lifetime {pool.max_lifetime:g}s passed", force=True))
-        elif inst.state is S.IDLE:
+        elif inst.state is S.IDLE and not inst.bound:
             idle_by_pool[inst.pool].append(inst)
     for pool_name, idle in idle_by_pool.items():
         retires.extend(_surplus_idle(index.pools[pool_name], tallies[pool_name], idle, now))

@@ -33,6 +33,7 @@ LABEL_RUNNER_NAME = "runner-scaler.io/runner-name"
 LABEL_RUNNER_ID = "runner-scaler.io/runner-id"
 LABEL_CREATED_AT = "runner-scaler.io/created-at"
 LABEL_JOB_ID = "runner-scaler.io/job-id"
+LABEL_JOB_BOUND = "runner-scaler.io/job-bound"  # "true": the runner serves only LABEL_JOB_ID
 
 ENTRY_POINT_GROUP = "runner_scaler.providers"
 

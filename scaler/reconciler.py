@@ -28,6 +28,7 @@ from scaler.planner import Plan, PoolIndex, plan
 from scaler.provider import (
     LABEL_CONTROLLER,
     LABEL_CREATED_AT,
+    LABEL_JOB_BOUND,
     LABEL_JOB_ID,
     LABEL_POOL,
     LABEL_RUNNER_ID,
@@ -119,7 +120,7 @@ class Reconciler:
             if launch is None:
                 launch = await self._mint(pool, inst)
                 self._minted[inst.name] = launch
-                self.inbox.post(ev.Minted(inst.name, launch.runner_id))
+                self.inbox.post(ev.Minted(inst.name, launch.runner_id, launch.bound_to_job))
             info = await self._create(pool, inst, launch)
             self._minted.pop(inst.name, None)
             self.inbox.post(ev.Created(inst.name, info))
@@ -169,8 +170,10 @@ class Reconciler:
         started = time.perf_counter()
         result = "error"
         try:
-            async with self._provider_sem[pool.provider]:
-                info = await asyncio.wait_for(provider.create(spec), timeout)
+            # asyncio.timeout, not wait_for: no extra task, so a fast create
+            # holds its concurrency slot for no extra loop iterations.
+            async with self._provider_sem[pool.provider], asyncio.timeout(timeout):
+                info = await provider.create(spec)
             result = "ok"
             return info
         except TimeoutError:
@@ -189,6 +192,8 @@ class Reconciler:
             stamps[LABEL_RUNNER_ID] = str(launch.runner_id)
         if inst.job_id is not None:
             stamps[LABEL_JOB_ID] = str(inst.job_id)
+            if launch.bound_to_job:
+                stamps[LABEL_JOB_BOUND] = "true"
         return stamps
 
     def _job_started(self, job: Job, inst: Instance | None) -> None:

@@ -19,7 +19,15 @@ from scaler.config import Config, PoolConfig
 from scaler.domain.instance import NOT_YET_BUSY, Instance, InstanceState
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
-from scaler.provider import LABEL_CREATED_AT, LABEL_JOB_ID, LABEL_POOL, LABEL_RUNNER_ID, InstanceInfo, InstanceStatus
+from scaler.provider import (
+    LABEL_CREATED_AT,
+    LABEL_JOB_BOUND,
+    LABEL_JOB_ID,
+    LABEL_POOL,
+    LABEL_RUNNER_ID,
+    InstanceInfo,
+    InstanceStatus,
+)
 
 log = structlog.get_logger("scaler.store")
 S = InstanceState
@@ -278,6 +286,7 @@ class Store:
             updated_at=now,
             runner_id=runner_id,
             job_id=_int(labels.get(LABEL_JOB_ID)),
+            bound=labels.get(LABEL_JOB_BOUND) == "true",
             provisioned=True,
             last_error=info.reason,
         )
@@ -285,7 +294,7 @@ class Store:
         log.info("instance adopted", instance=info.name, pool=inst.pool, state=str(state))
 
     def _minted(self, e: ev.Minted, now: float) -> None:
-        self.move(e.name, S.CREATING, now, runner_id=e.runner_id)
+        self.move(e.name, S.CREATING, now, runner_id=e.runner_id, bound=e.bound_to_job)
 
     def _created(self, e: ev.Created, now: float) -> None:
         inst = self.instances.get(e.name)

@@ -62,6 +62,7 @@ class Instance:
     updated_at: float
     runner_id: int | None = None
     job_id: int | None = None  # the job it was made for, if any
+    bound: bool = False  # can only ever run job_id (Forgejo handle)
     attempts: int = 0
     not_before: float = 0.0  # back-off: no create attempt before this time
     last_error: str | None = None

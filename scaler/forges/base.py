@@ -62,6 +62,9 @@ class RunnerLaunch:
     command: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     files: tuple[CredentialFile, ...] = ()
+    # The runner can only ever run the job it was minted for (Forgejo handle):
+    # the planner must not count it as supply for any other job.
+    bound_to_job: bool = False
 
 
 @runtime_checkable

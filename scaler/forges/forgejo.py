@@ -201,6 +201,7 @@ class ForgejoForge(GiteaFamily):
                 command=self._command(tuple(one_job), ("--handle", handle) if handle else ()),
                 env={},
                 files=self._files(content, labels),
+                bound_to_job=bool(handle),
             )
         if not self.config.insecure_pass_registration_token:
             raise ForgePermanentError(

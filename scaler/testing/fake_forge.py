@@ -60,6 +60,7 @@ class FakeForgeState:
     secret: str = "fake-webhook-secret"  # noqa: S105 - a test double's default
     auto_online: bool = False  # minted runners come online at once
     can_list_jobs: bool = True
+    bind_to_job: bool = False  # mint like Forgejo: a runner made for a job runs only that job
     jobs: dict[int, FakeJob] = field(default_factory=dict)
     runners: dict[int, FakeRunner] = field(default_factory=dict)
     fail: dict[str, deque[Exception]] = field(default_factory=dict)  # op -> next errors
@@ -218,6 +219,7 @@ class FakeForge:
             command=("/runner/run", "--once"),
             env={"RUNNER_NAME": runner_name},
             files=(CredentialFile("/runner/.credential", runner.token),),
+            bound_to_job=self.state.bind_to_job and job is not None,
         )
 
     async def deregister(self, runner_id: int) -> None:

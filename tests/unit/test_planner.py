@@ -220,3 +220,26 @@ def test_no_pool_for_disallowed_repo() -> None:
     result = plan(store.snapshot(0.0), PoolIndex(config))
     assert [c.pool for c in result.creates if c.job] == []
     assert result.assigned == ()
+
+
+def test_job_bound_instance_serves_only_its_job() -> None:
+    """A job-bound instance is not supply for other jobs, and is retired once
+    its job leaves the queue."""
+    config = parse_config(config_data())
+    store = Store(config)
+    for h in store.providers.values():
+        h.synced = True
+    store.apply(ev.JobReported(Job("fake", 1, "acme/lib", ("ubuntu-latest",), JobState.QUEUED), 0.0), 0.0)
+    store.add_pending(Instance("rs-cpu-j1", "cpu", "mem", S.PENDING, 0.0, 0.0, job_id=1))
+    store.apply(ev.Minted("rs-cpu-j1", 7, bound_to_job=True), 0.0)
+    store.apply(ev.JobReported(Job("fake", 2, "acme/lib", ("ubuntu-latest",), JobState.QUEUED), 0.0), 0.0)
+    result = plan(store.snapshot(0.0), PoolIndex(config))
+    # Job 2 gets its own instance (plus one for min_idle); job 1 keeps its bound one.
+    assert sorted((c.job.id if c.job else None) for c in result.creates if c.job) == [2]
+    assert result.retires == ()
+    # Job 1 is taken by some other runner: the bound instance is stranded.
+    store.apply(
+        ev.JobReported(Job("fake", 1, "acme/lib", ("ubuntu-latest",), JobState.IN_PROGRESS, runner_name="x"), 1.0), 1.0
+    )
+    result = plan(store.snapshot(1.0), PoolIndex(config))
+    assert [(r.name, r.reason) for r in result.retires] == [("rs-cpu-j1", "its job is no longer queued")]
