@@ -58,6 +58,12 @@ class ForgePermanentError(ForgeError, PermanentError):
     """The forge refused for good (401/403/404 on a mint, validation errors)."""
 
 
+class PollSkipped(ForgeTemporaryError):
+    """The adapter chose not to poll queued jobs this pass (e.g. to keep its
+    rate-limit budget). Nothing is known about the queue; unlike returning
+    ``None`` it does not mean the forge cannot list jobs."""
+
+
 class RunnerBusyError(ForgeError):
     """Deregistration refused because the forge reports the runner busy."""
 

@@ -32,6 +32,9 @@ class ForgeSynced:
     queued: Sequence[Job] | None
     runners: Sequence[RunnerInfo]
     started_at: float
+    # The job poll was skipped or failed this pass: the queue is unknown, which
+    # is not the same as a forge that cannot list jobs (queued=None).
+    jobs_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import structlog
 from scaler import events as ev
 from scaler import metrics
 from scaler.clock import Clock
+from scaler.errors import PollSkipped
 from scaler.forges.base import ForgeAdapter
 from scaler.loops import Inbox
 from scaler.provider import Provider
@@ -55,15 +56,23 @@ class Resync:
 
     async def _forge(self, forge: ForgeAdapter) -> bool:
         started_at = self.clock.now()
+        unknown = False
         try:
             queued = await forge.list_queued_jobs()
+        except PollSkipped as exc:
+            log.debug("queued-job poll skipped", forge=forge.name, reason=str(exc))
+            queued, unknown = None, True
+        except Exception as exc:
+            # The runners are still worth reading: they drive idle/busy and orphans.
+            log.warning("forge job listing failed", forge=forge.name, error=str(exc))
+            queued, unknown = None, True
+        try:
             runners = await forge.list_runners()
         except Exception as exc:
-            log.warning("forge resync failed", forge=forge.name, error=str(exc))
+            log.warning("forge runner listing failed", forge=forge.name, error=str(exc))
             return False
-        self.inbox.post(
-            ev.ForgeSynced(forge.name, None if queued is None else tuple(queued), tuple(runners), started_at)
-        )
+        jobs = None if queued is None else tuple(queued)
+        self.inbox.post(ev.ForgeSynced(forge.name, jobs, tuple(runners), started_at, jobs_unknown=unknown))
         return True
 
 

@@ -205,7 +205,8 @@ class Store:
         self.runners[e.forge] = {
             r.name: r for r in e.runners if self.tombstones.get(r.name, float("-inf")) < e.started_at
         }
-        self.forge_lists_jobs[e.forge] = e.queued is not None
+        if not e.jobs_unknown:
+            self.forge_lists_jobs[e.forge] = e.queued is not None
         if e.queued is not None:
             listed = {j.key for j in e.queued}
             for key, seen in list(self.queued_seen.items()):

@@ -28,7 +28,7 @@ from scaler.clock import Clock, SystemClock
 from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
 from scaler.domain.labels import label_name
-from scaler.errors import ForgePermanentError, ForgeTemporaryError, MalformedDelivery, RunnerBusyError
+from scaler.errors import ForgePermanentError, ForgeTemporaryError, MalformedDelivery, PollSkipped, RunnerBusyError
 from scaler.forges._common import action_state, as_int, first_header, iso_to_epoch, load_object, obj, opt_int, str_list
 from scaler.forges._http import ForgeHTTP
 from scaler.forges._signature import HUB_256, verify_signature
@@ -302,19 +302,21 @@ class GitHubForge:
         return rate.remaining - self._last_poll_cost > self.reserve
 
     async def list_queued_jobs(self) -> list[Job] | None:
+        """Queued jobs; ``None`` for an enterprise scope without ``poll_repositories``
+        (it cannot list); raises PollSkipped when the rate budget says wait."""
         if self.config.scope.kind == "enterprise" and not self.config.options.get("poll_repositories"):
             return None
         now = self.clock.now()
         # 5 % slack so a resync timer of the same period is not skipped for jitter
         if self._last_poll is not None and now - self._last_poll < 0.95 * self.poll_delay():
-            return None  # too early for the budget: this pass relies on webhooks
+            raise PollSkipped(f"{self.name}: next queued-job poll not due yet (rate-limit budget)")
         if not self._budget_allows():
             log.warning(
                 "rate-limit budget low; skipping the queued-job poll",
                 forge=self.name,
                 remaining=self.http.rate.remaining,
             )
-            return None
+            raise PollSkipped(f"{self.name}: rate-limit budget low; queued-job poll skipped")
         self._last_poll = now
         self._cost = 0
         jobs: list[Job] = []
