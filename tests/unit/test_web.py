@@ -96,8 +96,10 @@ def test_full_cycle_through_http(live: Live) -> None:
 
 def test_bad_signature_401(live: Live) -> None:
     """Missing or wrong signatures get 401 and change nothing."""
-    job, headers, body = live.forge.queue_job("acme/app", ["ubuntu-latest"])
-    del live.forge.jobs[job]  # only the (forged) delivery knows of it, not the forge's queue
+    from scaler.testing.fake_forge import FakeJob
+
+    # A delivery for a job the forge's queue does not hold (polling must not find it).
+    headers, body = live.forge.delivery(FakeJob(99, "acme/app", ("ubuntu-latest",)), "queued")
     assert live.post({**headers, "x-hub-signature-256": "sha256=" + "0" * 64}, body)[0] == 401
     no_sig = {k: v for k, v in headers.items() if k != "x-hub-signature-256"}
     assert live.post(no_sig, body)[0] == 401
