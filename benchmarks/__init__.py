@@ -1,0 +1,1 @@
+"""Benchmarks for runner-scaler (``python -m benchmarks``); see README.md."""
