@@ -37,6 +37,7 @@ from scaler.provider import (
     LaunchSpec,
     Provider,
 )
+from scaler.secrets import forget_secret_value
 from scaler.store import Store
 
 log = structlog.get_logger("scaler.reconciler")
@@ -60,6 +61,9 @@ class Reconciler:
         # Minted credentials not yet used by a successful create, kept so a
         # retried create reuses them instead of minting a second runner.
         self._minted: dict[str, RunnerLaunch] = {}
+        # Credential values of live instances, forgotten by the log redactor
+        # once the instance is torn down (its runner is deregistered by then).
+        self._credentials: dict[str, list[str]] = {}
         self._mint_sem = asyncio.Semaphore(self.config.limits.mint_concurrency)
         self._provider_sem = {p.name: asyncio.Semaphore(p.concurrency) for p in self.config.providers}
         self.last_plan = Plan()
@@ -72,6 +76,9 @@ class Reconciler:
         now = self.clock.now()
         for event in self.inbox.drain():
             self.store.apply(event, now)
+            if isinstance(event, ev.TornDown):
+                for value in self._credentials.pop(event.name, ()):
+                    forget_secret_value(value)
         self.store.expire(now)
         result = plan(self.store.snapshot(now), self.index)
         self._apply(result, now)
@@ -120,6 +127,7 @@ class Reconciler:
             if launch is None:
                 launch = await self._mint(pool, inst)
                 self._minted[inst.name] = launch
+                self._credentials[inst.name] = [f.content.reveal() for f in launch.files]
                 self.inbox.post(ev.Minted(inst.name, launch.runner_id, launch.bound_to_job))
             info = await self._create(pool, inst, launch)
             self._minted.pop(inst.name, None)

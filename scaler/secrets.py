@@ -63,6 +63,17 @@ def register_secret_value(value: str) -> None:
         _BY_PREFIX.setdefault(value[:_MIN_LEN], set()).add(value)
 
 
+def forget_secret_value(value: str) -> None:
+    """Stop masking a value that can no longer be used (a deregistered
+    runner's token), so the registry stays bounded."""
+    _KNOWN.discard(value)
+    bucket = _BY_PREFIX.get(value[:_MIN_LEN])
+    if bucket is not None:
+        bucket.discard(value)
+        if not bucket:
+            del _BY_PREFIX[value[:_MIN_LEN]]
+
+
 def known_secret_values() -> frozenset[str]:
     return frozenset(_KNOWN)
 

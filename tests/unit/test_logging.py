@@ -62,3 +62,20 @@ def test_exception_text_redacted() -> None:
     except RuntimeError:
         structlog.get_logger("t").exception("boom")
     assert "exc-canary-abcdef" not in buf.getvalue()
+
+
+async def test_credentials_forgotten_after_teardown() -> None:
+    """A runner's credential stops being tracked once its instance is gone."""
+    from scaler.secrets import known_secret_values
+    from tests.conftest import make_harness
+
+    h = make_harness()
+    await h.scaler.rebuild()
+    job = h.queue()
+    await h.scaler.settle()
+    name = h.instance_for(job)
+    runner = h.forge.runner_by_name(name)
+    assert runner is not None and runner.token.reveal() in known_secret_values()
+    h.run_job(job, name)
+    await h.scaler.settle()
+    assert runner.token.reveal() not in known_secret_values()
