@@ -196,6 +196,26 @@ libvirt_start_daemons() {
     _libvirt_wait_ready
 }
 
+_lv_pool_running() { _lv_virsh pool-info "$1" 2>/dev/null | grep -q 'State:.*running'; }
+
+# A pool marked autostart by an earlier run is started by libvirtd itself,
+# asynchronously after it answers: "not running" can turn into "already
+# active" between our check and our pool-start. Autostart is switched off
+# (this script starts the pool) and a failed start is re-checked, not fatal.
+_lv_pool_up() { # pool
+    local i
+    _lv_virsh pool-autostart --disable "$1" >/dev/null 2>&1 || true
+    for i in $(seq 1 25); do
+        _lv_pool_running "$1" && return 0
+        _lv_virsh pool-start "$1" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    _lv_pool_running "$1" && return 0
+    _lv_log "storage pool $1 does not start:"
+    _lv_virsh pool-start "$1" >&2 || true
+    return 1
+}
+
 libvirt_start() {
     _lv_paths
     mkdir -p "$_LV_DIR" "$_LV_POOLDIR" "$_LV_LOGS"
@@ -214,8 +234,7 @@ libvirt_start() {
     if ! _lv_virsh pool-info "$pool" >/dev/null 2>&1; then
         _lv_virsh pool-define-as "$pool" dir --target "$_LV_POOLDIR" >/dev/null || return 1
     fi
-    _lv_virsh pool-info "$pool" 2>/dev/null | grep -q 'State:.*running' || _lv_virsh pool-start "$pool" >/dev/null || return 1
-    _lv_virsh pool-autostart "$pool" >/dev/null 2>&1 || true
+    _lv_pool_up "$pool" || return 1
     _lv_virsh pool-refresh "$pool" >/dev/null
     if ! _lv_virsh vol-info --pool "$pool" base.qcow2 >/dev/null 2>&1; then
         _lv_virsh vol-create-as "$pool" base.qcow2 64M --format qcow2 >/dev/null || return 1
