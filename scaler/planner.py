@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scaler.config import Config, PoolConfig
 from scaler.domain.instance import NOT_YET_BUSY, Instance, InstanceState
@@ -21,6 +21,13 @@ from scaler.domain.labels import GITHUB_IMPLICIT, labels_match
 from scaler.store import Snapshot
 
 S = InstanceState
+
+
+# How long an instance seen taking a job no report has named stands for one
+# queued job. The forge's in_progress report usually follows within a second;
+# if it was lost, guessing wrong delays a later job by at most this long,
+# while guessing the other way would start a runner nobody needs.
+TOOK_JOB_GRACE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,10 @@ class _PoolTally:
     bound_free: dict[int, list[Instance]]
     free: int  # not-yet-busy instances that can take any matching job
     live: int  # instances that count against max
+    # Instances seen taking a job no report has named (``took_job_at``):
+    # each stands for one queued job already running, bound ones for theirs.
+    took: int = 0
+    took_bound: dict[int, int] = field(default_factory=dict)
     assigned: int = 0
     creates: int = 0
 
@@ -129,7 +140,11 @@ def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
     for job in snapshot.queued:
         for pool in index.candidates(job):
             t = tallies[pool.name]
-            if t.bound_free.get(job.id):
+            if t.took_bound.get(job.id):
+                t.took_bound[job.id] -= 1
+            elif t.took > 0:
+                t.took -= 1
+            elif t.bound_free.get(job.id):
                 t.bound_free[job.id].pop()
             elif t.free > 0:
                 t.free -= 1
@@ -169,6 +184,7 @@ def _stranded(snapshot: Snapshot, tallies: dict[str, _PoolTally]) -> list[Retire
 
 def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally], dict[str, int], int]:
     queued_ids = {j.id for j in snapshot.queued}
+    took_after = snapshot.now - TOOK_JOB_GRACE
     tallies = {name: _PoolTally({}, 0, 0) for name in index.pools}
     provider_live: dict[str, int] = defaultdict(int)
     total = 0
@@ -181,6 +197,11 @@ def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally],
         if t is None:
             continue
         t.live += 1
+        if inst.took_job_at is not None and inst.took_job_at > took_after:
+            if inst.bound and inst.job_id is not None:
+                t.took_bound[inst.job_id] = t.took_bound.get(inst.job_id, 0) + 1
+            else:
+                t.took += 1
         if inst.state in NOT_YET_BUSY and inst.retire_reason is None:
             if not inst.bound:
                 t.free += 1

@@ -195,9 +195,9 @@ class Store:
         if inst is None:
             return
         if new.state is JobState.IN_PROGRESS:
-            self.move(inst.name, S.BUSY, now, job_id=new.id)
+            self.move(inst.name, S.BUSY, now, job_id=new.id, took_job_at=None)
         elif new.state is JobState.COMPLETED:
-            self.move(inst.name, S.DONE, now, job_id=new.id)
+            self.move(inst.name, S.DONE, now, job_id=new.id, took_job_at=None)
 
     def _forge_synced(self, e: ev.ForgeSynced, now: float) -> None:
         # A runner whose instance was torn down (deregistered) after this
@@ -217,14 +217,27 @@ class Store:
                     self.queued_seen.pop(key, None)
             for job in e.queued:
                 self._merge_job(job, now, now)
+            self._attributed_by_listing(e.forge, e.started_at)
         for inst in list(self.instances_of_forge(e.forge)):
-            self._runner_to_instance(inst, self.runners[e.forge].get(inst.name), e.started_at, now)
+            self._runner_to_instance(inst, self.runners[e.forge].get(inst.name), e, now)
 
-    def _runner_to_instance(self, inst: Instance, runner: RunnerInfo | None, listed_at: float, now: float) -> None:
+    def _attributed_by_listing(self, forge: str, listed_at: float) -> None:
+        # A queue listed after an instance took its job no longer holds that
+        # job: the planner need not assume it taken any more.
+        for inst in list(self.instances_of_forge(forge)):
+            if inst.took_job_at is not None and inst.took_job_at < listed_at:
+                self.update(inst.name, took_job_at=None)
+
+    def _runner_to_instance(self, inst: Instance, runner: RunnerInfo | None, e: ev.ForgeSynced, now: float) -> None:
+        listed_at = e.started_at
         if runner is not None:
             if inst.runner_id is None:
                 self.update(inst.name, runner_id=runner.id)
-            if runner.busy:
+            if runner.busy and e.queued is not None:
+                # The queue listed just before no longer holds the job this
+                # runner took (unless it took it in the instant between).
+                self.move(inst.name, S.BUSY, now, took_job_at=None)
+            elif runner.busy:
                 self.move(inst.name, S.BUSY, now)
             elif runner.online and inst.state in (S.CREATING, S.STARTING):
                 self.move(inst.name, S.IDLE, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import io
 import json
 import posixpath
@@ -194,6 +195,10 @@ class DockerProvider:
         self._closed = False
         self.dropped_watch_events = 0
         self._dir_cache: dict[tuple[str, str], dict[str, bool]] = {}
+        # Names this object is creating now: a container of ours found in the
+        # "created" state under any other name was abandoned between create
+        # and start (its creator died) and will never start by itself.
+        self._creating: set[str] = set()
 
     # -- life cycle ---------------------------------------------------------------
     def _labels_filter(self, host: _Host | None = None) -> list[str]:
@@ -347,6 +352,12 @@ class DockerProvider:
 
     def _remember(self, host: _Host, data: Mapping[str, Any]) -> InstanceInfo:
         info = info_from_inspect(data, host.name)
+        if (data.get("State") or {}).get("Status") == "created" and info.name not in self._creating:
+            # Failed, not starting: nothing will start it, and the core would
+            # otherwise count it as supply until its pool's boot_timeout.
+            info = dataclasses.replace(
+                info, status=InstanceStatus.FAILED, reason=info.reason or "created but never started (creator gone)"
+            )
         if info.status in _TERMINAL and info.exit_code is not None:  # exited: final
             self._terminal[str(data.get("Id", ""))] = info
         return info
@@ -647,6 +658,13 @@ class DockerProvider:
         return info
 
     async def create(self, launch: LaunchSpec) -> InstanceInfo:
+        self._creating.add(launch.name)
+        try:
+            return await self._create(launch)
+        finally:
+            self._creating.discard(launch.name)
+
+    async def _create(self, launch: LaunchSpec) -> InstanceInfo:
         self._ensure_started()
         if not _NAME.match(launch.name):
             raise ProviderPermanentError(f"{launch.name!r} is not a valid container name")

@@ -38,6 +38,8 @@ TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
 
 # States in which the instance may still take a job (supply).
 NOT_YET_BUSY = frozenset({S.PENDING, S.CREATING, S.STARTING, S.IDLE})
+# Leaving NOT_YET_BUSY for one of these means a job was (probably) taken.
+_TOOK_JOB = frozenset({S.BUSY, S.DONE})
 # States that count against caps: anything that may exist on the provider.
 LIVE = frozenset(set(InstanceState) - {S.DELETED})
 # States the collector acts on.
@@ -70,12 +72,19 @@ class Instance:
     retire_reason: str | None = None
     force: bool = False  # retire even if busy (max_lifetime)
     provisioned: bool = False  # provider.create succeeded (or adopted)
+    # When it was seen taking a job (busy, or exited) that no job report has
+    # named yet. Until one does, or the forge's queue is listed again, one
+    # queued job is taken to be running here: the runner usually claims its
+    # job before the forge's in_progress webhook is applied.
+    took_job_at: float | None = None
 
     def to(self, state: InstanceState, now: float, **changes: Any) -> Instance:
         if state is not self.state and state not in TRANSITIONS[self.state]:
             raise IllegalTransition(self.name, self.state, state)
         if state is S.IDLE and self.state is not S.IDLE:
             changes.setdefault("idle_since", now)
+        if state in _TOOK_JOB and self.state in NOT_YET_BUSY:
+            changes.setdefault("took_job_at", now)
         return dataclasses.replace(self, state=state, updated_at=now, **changes)
 
     def can_go(self, state: InstanceState) -> bool:

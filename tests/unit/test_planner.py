@@ -13,7 +13,8 @@ from scaler import events as ev
 from scaler.config import parse_config
 from scaler.domain.instance import Instance, InstanceState
 from scaler.domain.job import Job, JobState
-from scaler.planner import PoolIndex, plan
+from scaler.forges.base import RunnerInfo
+from scaler.planner import TOOK_JOB_GRACE, PoolIndex, plan
 from scaler.provider import InstanceInfo, InstanceStatus
 from scaler.store import Store
 from tests.conftest import base_config
@@ -243,3 +244,68 @@ def test_job_bound_instance_serves_only_its_job() -> None:
     )
     result = plan(store.snapshot(1.0), PoolIndex(config))
     assert [(r.name, r.reason) for r in result.retires] == [("rs-cpu-j1", "its job is no longer queued")]
+
+
+def _one_pool_store() -> tuple[Store, PoolIndex]:
+    data = config_data()
+    data["pools"] = [dict(data["pools"][0], min_idle=0)]
+    config = parse_config(data)
+    store = Store(config)
+    for h in store.providers.values():
+        h.synced = True
+    return store, PoolIndex(config)
+
+
+def test_runner_busy_before_its_report_is_not_a_reason_to_create() -> None:
+    """An instance seen busy before the job's in_progress report stands for one queued job, for a grace period."""
+    store, index = _one_pool_store()
+    store.apply(ev.JobReported(Job("fake", 1, "acme/lib", ("ubuntu-latest",), JobState.QUEUED), 0.0), 0.0)
+    store.add_pending(Instance("rs-cpu-1", "cpu", "mem", S.PENDING, 0.0, 0.0, job_id=1))
+    store.apply(ev.Minted("rs-cpu-1", 7), 0.0)
+    runner = RunnerInfo(7, "rs-cpu-1", online=True, busy=True)
+    store.apply(ev.ForgeSynced("fake", None, [runner], 1.0), 1.0)
+    assert store.instances["rs-cpu-1"].state is S.BUSY and store.instances["rs-cpu-1"].took_job_at == 1.0
+    assert plan(store.snapshot(1.0), index).creates == ()
+    # The report never came: the guess lapses and the job gets a runner.
+    assert [c.job.id for c in plan(store.snapshot(1.0 + TOOK_JOB_GRACE + 0.1), index).creates if c.job] == [1]
+
+
+def test_report_naming_the_runner_ends_the_guess() -> None:
+    """Once a report names the instance's job, it no longer stands for another queued one."""
+    store, index = _one_pool_store()
+    for job_id in (1, 2):
+        store.apply(ev.JobReported(Job("fake", job_id, "acme/lib", ("ubuntu-latest",), JobState.QUEUED), 0.0), 0.0)
+    store.add_pending(Instance("rs-cpu-1", "cpu", "mem", S.PENDING, 0.0, 0.0, job_id=1))
+    store.apply(ev.Minted("rs-cpu-1", 7), 0.0)
+    store.apply(ev.ForgeSynced("fake", None, [RunnerInfo(7, "rs-cpu-1", online=True, busy=True)], 1.0), 1.0)
+    store.apply(
+        ev.JobReported(Job("fake", 1, "acme/lib", ("ubuntu-latest",), JobState.IN_PROGRESS, runner_name="rs-cpu-1"), 2),
+        2.0,
+    )
+    assert store.instances["rs-cpu-1"].took_job_at is None
+    assert [c.job.id for c in plan(store.snapshot(2.0), index).creates if c.job] == [2]
+
+
+def test_a_later_queue_listing_ends_the_guess() -> None:
+    """A queue listed after the instance took its job no longer holds that job, so the guess is dropped."""
+    store, index = _one_pool_store()
+    store.apply(ev.JobReported(Job("fake", 1, "acme/lib", ("ubuntu-latest",), JobState.QUEUED), 0.0), 0.0)
+    store.add_pending(Instance("rs-cpu-1", "cpu", "mem", S.PENDING, 0.0, 0.0, job_id=1))
+    store.apply(ev.Minted("rs-cpu-1", 7), 0.0)
+    store.apply(ev.InstanceObserved("mem", InstanceInfo("rs-cpu-1", InstanceStatus.EXITED, {}, exit_code=0)), 1.0)
+    assert store.instances["rs-cpu-1"].took_job_at == 1.0
+    job2 = Job("fake", 2, "acme/lib", ("ubuntu-latest",), JobState.QUEUED)
+    store.apply(ev.ForgeSynced("fake", [job2], [], 2.0), 2.0)
+    assert store.instances["rs-cpu-1"].took_job_at is None
+    assert [c.job.id for c in plan(store.snapshot(2.0), index).creates if c.job] == [2]
+
+
+def test_busy_runner_in_a_sync_that_listed_the_queue_takes_nothing_from_it() -> None:
+    """A runner found busy by the resync that listed the queue took a job the listing already left out."""
+    store, index = _one_pool_store()
+    store.add_pending(Instance("rs-cpu-1", "cpu", "mem", S.PENDING, 0.0, 0.0))
+    store.apply(ev.Minted("rs-cpu-1", 7), 0.0)
+    job2 = Job("fake", 2, "acme/lib", ("ubuntu-latest",), JobState.QUEUED)
+    store.apply(ev.ForgeSynced("fake", [job2], [RunnerInfo(7, "rs-cpu-1", online=True, busy=True)], 1.0), 1.0)
+    assert store.instances["rs-cpu-1"].state is S.BUSY and store.instances["rs-cpu-1"].took_job_at is None
+    assert [c.job.id for c in plan(store.snapshot(1.0), index).creates if c.job] == [2]
