@@ -39,7 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from scaler.web import create_app
 
     config = _load(args.config)
-    slog.configure(config.logging.level, config.logging.format)
+    slog.configure(config.logging.level, config.logging.format, cache=True)
     log = structlog.get_logger("scaler.cli")
     problems = validate_provider_options(config)
     if problems:

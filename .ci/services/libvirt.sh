@@ -99,10 +99,23 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /run /tmp /seed
-for m in $(cat /modules/order 2>/dev/null); do insmod "/modules/$m.ko" 2>/dev/null; done
+# insmod does not resolve dependencies and their order changes between kernel
+# builds (virtio needs virtio_ring since 6.1.0-4x): load in passes until done.
+for pass in 1 2 3 4; do
+  for m in $(cat /modules/order 2>/dev/null); do
+    [ -d "/sys/module/$m" ] || insmod "/modules/$m.ko" 2>/dev/null
+  done
+done
+for m in $(cat /modules/order 2>/dev/null); do
+  [ -d "/sys/module/$m" ] || echo "RS-WARN module $m did not load"
+done
 echo "RS-BOOT $(uname -r)"
 found=""
-for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+# up to 60 s: under TCG on a loaded 2-core machine the virtio disks can
+# take several seconds to appear
+i=0
+while [ "$i" -lt 300 ]; do
+  i=$((i + 1))
   for d in /dev/vd? /dev/sr? /dev/sd?; do
     [ -b "$d" ] || continue
     if mount -t iso9660 -o ro "$d" /seed 2>/dev/null; then
@@ -113,7 +126,7 @@ for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
   sleep 0.2
 done
 if [ -z "$found" ]; then
-  echo "RS-ERROR no cidata seed found"
+  echo "RS-ERROR no cidata seed found; block devices: $(ls /sys/block 2>/dev/null | tr '\n' ' ')"
   poweroff -f
 fi
 echo "RS-SEED $found"

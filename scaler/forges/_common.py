@@ -3,11 +3,12 @@ versions, scope paths and the default clock."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from scaler.clock import Clock, SystemClock
 from scaler.domain.job import JobState
@@ -28,7 +29,9 @@ __all__ = [
 def load_object(body: bytes) -> dict[str, Any]:
     """The delivery body as a JSON object, or :class:`MalformedDelivery`."""
     try:
-        data = json.loads(body)
+        # orjson: the stdlib parser was a third of a delivery's CPU (6-7 KB
+        # payloads); it is also stricter (no NaN, invalid UTF-8 rejected).
+        data = orjson.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedDelivery("body is not valid JSON") from None
     if not isinstance(data, dict):
