@@ -83,7 +83,8 @@ def scaler_app(args: argparse.Namespace) -> tuple[ASGI, Scaler, MemoryProvider]:
             mint_concurrency=args.concurrency,
         )
     )
-    slog.configure("info", "json", stream=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+    # cache=True as the CLI does (production); tests reconfigure, the CLI does not
+    slog.configure("info", "json", stream=open(os.devnull, "w"), cache=True)  # noqa: SIM115 - lives as long as the process
     forge = SchemeForge(config.forges[0], args.scheme)
     p = config.providers[0]
     provider = MemoryProvider(ProviderSettings(p.name, p.type, config.controller_id, dict(p.options)))

@@ -92,8 +92,12 @@ class Inbox:
 
 
 async def wait_or_timeout(event: asyncio.Event, timeout: float) -> None:
+    # asyncio.timeout, not wait_for: wait_for (3.11) wraps the wait in a task
+    # of its own, so a wake reached the loop two event-loop iterations after
+    # set() -- each a full round of HTTP handling during a burst.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     event.clear()
 
 

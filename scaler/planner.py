@@ -59,6 +59,8 @@ class Plan:
     # job key -> pool: which pool each queued job was given to (None: no pool
     # can serve it). For the API and ``explain``.
     assigned: tuple[tuple[tuple[str, int], str], ...] = ()
+    # The state the plan ended in, for :func:`place_new`; not part of its value.
+    placement: Placement | None = field(default=None, compare=False, repr=False)
 
 
 class PoolIndex:
@@ -113,33 +115,42 @@ def _counts_against_caps(inst: Instance) -> bool:
     return not (inst.state is S.FAILED and not inst.provisioned)
 
 
-def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
-    config = index.config
-    tallies, provider_live, total_live = _tally(snapshot, index)
-    global_room = config.limits.max_instances - total_live
-    provider_room = {
-        p.name: (p.max_instances if p.max_instances is not None else 1 << 30) - provider_live.get(p.name, 0)
-        for p in config.providers
-    }
-    creates: list[Create] = []
-    assigned: list[tuple[tuple[str, int], str]] = []
+class Placement:
+    """Where queued jobs go, and the capacity left: the running state of one
+    plan. Kept by the reconciler so a job that arrives next can be placed on
+    top of it (:func:`place_new`) without re-placing every queued job."""
 
-    def room(pool: PoolConfig, t: _PoolTally) -> bool:
+    def __init__(self, snapshot: Snapshot, index: PoolIndex) -> None:
+        config = index.config
+        self.index = index
+        self.tallies, provider_live, total_live = _tally(snapshot, index)
+        self.unavailable = snapshot.unavailable_providers
+        self.global_room = config.limits.max_instances - total_live
+        self.provider_room = {
+            p.name: (p.max_instances if p.max_instances is not None else 1 << 30) - provider_live.get(p.name, 0)
+            for p in config.providers
+        }
+        self.creates: list[Create] = []
+        self.assigned: list[tuple[tuple[str, int], str]] = []
+
+    def _room(self, pool: PoolConfig, t: _PoolTally) -> bool:
         return (
-            pool.provider not in snapshot.unavailable_providers
+            pool.provider not in self.unavailable
             and t.live + t.creates < pool.max
-            and global_room - len(creates) > 0
-            and provider_room.get(pool.provider, 0) > 0
+            and self.global_room > 0
+            and self.provider_room.get(pool.provider, 0) > 0
         )
 
-    def take_create(pool: PoolConfig, t: _PoolTally, job: Job | None) -> None:
+    def _create(self, pool: PoolConfig, t: _PoolTally, job: Job | None) -> None:
         t.creates += 1
-        provider_room[pool.provider] -= 1
-        creates.append(Create(pool.name, job))
+        self.global_room -= 1
+        self.provider_room[pool.provider] -= 1
+        self.creates.append(Create(pool.name, job))
 
-    for job in snapshot.queued:
-        for pool in index.candidates(job):
-            t = tallies[pool.name]
+    def place(self, job: Job) -> str | None:
+        """Give the job to the first candidate pool with supply or room."""
+        for pool in self.index.candidates(job):
+            t = self.tallies[pool.name]
             if t.took_bound.get(job.id):
                 t.took_bound[job.id] -= 1
             elif t.took > 0:
@@ -148,22 +159,56 @@ def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
                 t.bound_free[job.id].pop()
             elif t.free > 0:
                 t.free -= 1
-            elif room(pool, t):
-                take_create(pool, t, job)
+            elif self._room(pool, t):
+                self._create(pool, t, job)
             else:
                 continue
             t.assigned += 1
-            assigned.append((job.key, pool.name))
-            break
-    for pool in config.pools:
-        t = tallies[pool.name]
+            self.assigned.append((job.key, pool.name))
+            return pool.name
+        return None
+
+    def top_up(self, pool: PoolConfig) -> None:
+        """Create up to the pool's ``min_idle`` free instances."""
+        t = self.tallies[pool.name]
         for _ in range(max(0, pool.min_idle - t.free)):
-            if not room(pool, t):
+            if not self._room(pool, t):
                 break
-            take_create(pool, t, None)
-    retires, fails = _expire(snapshot, index, tallies)
-    retires += _stranded(snapshot, tallies)
-    return Plan(tuple(creates), tuple(retires), tuple(fails), tuple(assigned))
+            self._create(pool, t, None)
+            t.free += 1  # free supply from now on, as it will be in the store
+
+
+def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
+    placement = Placement(snapshot, index)
+    for job in snapshot.queued:
+        placement.place(job)
+    for pool in index.config.pools:
+        placement.top_up(pool)
+    retires, fails = _expire(snapshot, index, placement.tallies)
+    retires += _stranded(snapshot, placement.tallies)
+    return Plan(tuple(placement.creates), tuple(retires), tuple(fails), tuple(placement.assigned), placement)
+
+
+def place_new(last: Plan, jobs: Iterable[Job]) -> Plan | None:
+    """Place newly queued jobs on top of the last plan, whose creates are
+    already in the store: what a full plan would do with them, since queued
+    jobs are placed in arrival order and these arrived last. Valid only while
+    nothing else changed supply or capacity since (the caller's check); time
+    based decisions (timeouts, idle retirement) wait for the next full plan.
+    None when there is no last plan to build on."""
+    placement = last.placement
+    if placement is None:
+        return None
+    first = len(placement.creates)
+    touched: dict[str, PoolConfig] = {}
+    for job in jobs:
+        name = placement.place(job)
+        if name is not None:
+            touched[name] = placement.index.pools[name]
+    for pool in touched.values():
+        placement.top_up(pool)
+    new = tuple(placement.creates[first:])
+    return Plan(new, (), (), tuple(placement.assigned), placement)
 
 
 def _stranded(snapshot: Snapshot, tallies: dict[str, _PoolTally]) -> list[Retire]:

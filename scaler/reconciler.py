@@ -24,7 +24,7 @@ from scaler.errors import PermanentError, TemporaryError, is_temporary
 from scaler.forges.base import ForgeAdapter, RunnerLaunch
 from scaler.loops import Inbox, TaskSet
 from scaler.naming import instance_name
-from scaler.planner import Plan, PoolIndex, plan
+from scaler.planner import Plan, PoolIndex, place_new, plan
 from scaler.provider import (
     LABEL_CONTROLLER,
     LABEL_CREATED_AT,
@@ -34,6 +34,7 @@ from scaler.provider import (
     LABEL_RUNNER_ID,
     LABEL_RUNNER_NAME,
     InstanceInfo,
+    InstanceStatus,
     LaunchSpec,
     Provider,
 )
@@ -42,6 +43,7 @@ from scaler.store import Store
 
 log = structlog.get_logger("scaler.reconciler")
 S = InstanceState
+_STILL_STARTING = frozenset({InstanceStatus.STARTING, InstanceStatus.RUNNING})
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Reconciler:
         self._mint_sem = asyncio.Semaphore(self.config.limits.mint_concurrency)
         self._provider_sem = {p.name: asyncio.Semaphore(p.concurrency) for p in self.config.providers}
         self.last_plan = Plan()
+        self._last_full = float("-inf")
         self.store.on_job_started = self._job_started
 
     # --- one pass -----------------------------------------------------------
@@ -74,46 +77,74 @@ class Reconciler:
     async def run_once(self) -> Plan:
         started = time.perf_counter()
         now = self.clock.now()
+        new_jobs: list[Job] | None = [] if now - self._last_full < self.config.timing.reconcile_interval else None
         for event in self.inbox.drain():
+            if new_jobs is not None:
+                new_jobs = self._collect_new(event, new_jobs)
             self.store.apply(event, now)
             if isinstance(event, ev.TornDown):
                 for value in self._credentials.pop(event.name, ()):
                     forget_secret_value(value)
         self.store.expire(now)
-        result = plan(self.store.snapshot(now), self.index)
-        self._apply(result, now)
-        self._dispatch(now)
+        result = place_new(self.last_plan, new_jobs) if new_jobs is not None else None
+        full = result is None
+        if result is None:
+            result = plan(self.store.snapshot(now), self.index)
+            self._last_full = now
+        added = self._apply(result, now)
+        self._dispatch(None if full else added, now)
         self.last_plan = result
         metrics.RECONCILE.observe(time.perf_counter() - started)
         return result
 
-    def _apply(self, result: Plan, now: float) -> None:
+    def _collect_new(self, event: ev.Event, new_jobs: list[Job]) -> list[Job] | None:
+        """``new_jobs`` plus the job this event newly queues; None when the
+        event may change supply or capacity, which needs a full plan.
+        Launch progress (minted, created and running) changes neither."""
+        if isinstance(event, ev.JobReported):
+            job = event.job
+            if job.state is JobState.QUEUED and job.key not in self.store.jobs:
+                new_jobs.append(job)
+                return new_jobs
+            return None
+        if isinstance(event, ev.Minted):
+            return new_jobs
+        if isinstance(event, ev.Created) and event.info.status in _STILL_STARTING:
+            return new_jobs
+        return None
+
+    def _apply(self, result: Plan, now: float) -> list[Instance]:
         for fail in result.fails:
             log.warning("instance failed", instance=fail.name, reason=fail.reason)
             self.store.move(fail.name, S.FAILED, now, last_error=fail.reason)
         for retire in result.retires:
             log.info("instance retired", instance=retire.name, reason=retire.reason)
             self.store.update(retire.name, retire_reason=retire.reason, force=retire.force)
+        added = []
         for create in result.creates:
             pool = self.index.pools[create.pool]
             name = instance_name(self.config.controller_id, pool.name, create.job, self._taken)
-            self.store.add_pending(
-                Instance(
-                    name=name,
-                    pool=pool.name,
-                    provider=pool.provider,
-                    state=S.PENDING,
-                    created_at=now,
-                    updated_at=now,
-                    job_id=create.job.id if create.job else None,
-                )
+            inst = Instance(
+                name=name,
+                pool=pool.name,
+                provider=pool.provider,
+                state=S.PENDING,
+                created_at=now,
+                updated_at=now,
+                job_id=create.job.id if create.job else None,
             )
+            self.store.add_pending(inst)
+            added.append(inst)
+        return added
 
     def _taken(self, name: str) -> bool:
         return name in self.store.instances or name in self.store.tombstones
 
-    def _dispatch(self, now: float) -> None:
-        for inst in list(self.store.instances.values()):
+    def _dispatch(self, added: list[Instance] | None, now: float) -> None:
+        """Launch the instances just added, or (None) every pending one that
+        is due: retries wait for a full pass, at most ``reconcile_interval``."""
+        candidates = added if added is not None else list(self.store.instances.values())
+        for inst in candidates:
             if inst.state is S.PENDING and inst.not_before <= now and inst.name not in self._inflight:
                 self._inflight.add(inst.name)
                 self.launches.spawn(self._launch(inst))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -14,7 +14,7 @@ from scaler.config import parse_config
 from scaler.domain.instance import Instance, InstanceState
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
-from scaler.planner import TOOK_JOB_GRACE, PoolIndex, plan
+from scaler.planner import TOOK_JOB_GRACE, PoolIndex, place_new, plan
 from scaler.provider import InstanceInfo, InstanceStatus
 from scaler.store import Store
 from tests.conftest import base_config
@@ -309,3 +309,40 @@ def test_busy_runner_in_a_sync_that_listed_the_queue_takes_nothing_from_it() -> 
     store.apply(ev.ForgeSynced("fake", [job2], [RunnerInfo(7, "rs-cpu-1", online=True, busy=True)], 1.0), 1.0)
     assert store.instances["rs-cpu-1"].state is S.BUSY and store.instances["rs-cpu-1"].took_job_at is None
     assert [c.job.id for c in plan(store.snapshot(1.0), index).creates if c.job] == [2]
+
+
+_JOBS = st.lists(st.tuples(st.sampled_from(REPOS), st.sampled_from(LABELS)), max_size=12)
+
+
+def _queue(store: Store, specs: list[tuple[str, tuple[str, ...]]], first_id: int) -> list[Job]:
+    jobs = [Job("fake", first_id + i, repo, labels, JobState.QUEUED) for i, (repo, labels) in enumerate(specs)]
+    for job in jobs:
+        store.apply(ev.JobReported(job, 0.0), 0.0)
+    return jobs
+
+
+@given(first=_JOBS, second=_JOBS, idle=st.lists(st.sampled_from(["cpu", "cpu-spill", "gpu"]), max_size=3))
+@settings(max_examples=300, deadline=None)
+def test_placing_new_jobs_on_the_last_plan_matches_a_full_plan(
+    first: list[tuple[str, tuple[str, ...]]], second: list[tuple[str, tuple[str, ...]]], idle: list[str]
+) -> None:
+    """Newly queued jobs placed on top of the last plan get the same creates and pools as a full re-plan would give."""
+    config = parse_config(config_data())
+    index = PoolIndex(config)
+    store = Store(config)
+    for h in store.providers.values():
+        h.synced = True
+    for n, pool in enumerate(idle):
+        store.add_pending(Instance(f"rs-idle-{n}", pool, index.pools[pool].provider, S.IDLE, 0.0, 0.0, idle_since=0.0))
+    _queue(store, first, 1)
+    last = plan(store.snapshot(0.0), index)
+    for n, create in enumerate(last.creates):
+        pool = index.pools[create.pool]
+        job_id = create.job.id if create.job else None
+        store.add_pending(Instance(f"rs-new-{n}", pool.name, pool.provider, S.PENDING, 0.0, 0.0, job_id=job_id))
+    new = _queue(store, second, 100)
+    incremental = place_new(last, new)
+    full = plan(store.snapshot(0.0), index)
+    assert incremental is not None
+    assert sorted(c.pool for c in incremental.creates) == sorted(c.pool for c in full.creates)
+    assert dict(incremental.assigned) == dict(full.assigned)
