@@ -4,9 +4,10 @@ Each size runs in a fresh subprocess (``--jobs N``) so its peak RSS (VmHWM)
 is its own. The store is filled through its normal paths (``JobReported``
 events; instances as the reconciler would record them) and every pool is at
 its ``max``, so a pass plans but creates nothing — a steady state. Timed, on
-the same state: the whole reconciler pass as the loop runs it
-(``Scaler.step_reconcile``: drain, expire, snapshot, plan, apply, dispatch,
-gauges), the planner alone, and one collector pass.
+the same state: the whole reconciler pass as the timer runs it
+(``Scaler.step_reconcile(full=True)``: drain, expire, snapshot, plan, apply,
+dispatch), the planner alone, the pass a webhook for one more queued job
+wakes between full passes (placed on the last plan), and one collector pass.
 """
 
 from __future__ import annotations
@@ -75,11 +76,17 @@ async def measure(jobs: int, instances: int, passes: int) -> dict[str, Any]:
             provisioned=True,
             idle_since=now if st is InstanceState.IDLE else None,
         )
-    step, planner, collector = [], [], []
-    for _ in range(passes):
+    step, planner, collector, incremental = [], [], [], []
+    for n in range(passes):
+        t0 = time.perf_counter()
+        await scaler.step_reconcile(full=True)  # the timer's pass: every job re-planned
+        step.append((time.perf_counter() - t0) * 1000)
+        # what a webhook for one more queued job costs between full passes
+        job = Job("fake", 20_000_000 + n, "acme/repo-0", tuple(job_labels(n % POOLS)), JobState.QUEUED)
+        scaler.inbox.offer(JobReported(job, time.time(), None))
         t0 = time.perf_counter()
         await scaler.step_reconcile()
-        step.append((time.perf_counter() - t0) * 1000)
+        incremental.append((time.perf_counter() - t0) * 1000)
         snap = store.snapshot(time.time())
         t0 = time.perf_counter()
         result = plan(snap, scaler.reconciler.index)
@@ -94,6 +101,7 @@ async def measure(jobs: int, instances: int, passes: int) -> dict[str, Any]:
         "creates_planned": len(result.creates),
         "pass_ms": {"p50": median(step), "p90": pct(step, 90), "max": max(step)},
         "plan_ms": {"p50": median(planner), "p90": pct(planner, 90), "max": max(planner)},
+        "incremental_ms": {"p50": median(incremental), "p90": pct(incremental, 90), "max": max(incremental)},
         "collector_ms": {"p50": median(collector), "p90": pct(collector, 90), "max": max(collector)},
         "rss_after_imports_mb": rss_imported,
         "peak_rss_mb": _status_kb("VmHWM") / 1024,

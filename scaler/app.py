@@ -159,8 +159,8 @@ class Scaler:
 
     # --- passes -------------------------------------------------------------
 
-    async def step_reconcile(self) -> None:
-        await self.reconciler.run_once()
+    async def step_reconcile(self, *, full: bool = False) -> None:
+        await self.reconciler.run_once(full=full)
         self.collector.wake.set()
 
     async def settle(self, rounds: int = 10) -> None:

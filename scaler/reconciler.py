@@ -74,10 +74,14 @@ class Reconciler:
 
     # --- one pass -----------------------------------------------------------
 
-    async def run_once(self) -> Plan:
+    async def run_once(self, *, full: bool = False) -> Plan:
+        """One pass. Between full plans (every ``reconcile_interval`` at
+        least, and after any event that may change supply or capacity) only
+        newly queued jobs are placed; ``full`` forces a full plan."""
         started = time.perf_counter()
         now = self.clock.now()
-        new_jobs: list[Job] | None = [] if now - self._last_full < self.config.timing.reconcile_interval else None
+        recent = now - self._last_full < self.config.timing.reconcile_interval
+        new_jobs: list[Job] | None = [] if recent and not full else None
         for event in self.inbox.drain():
             if new_jobs is not None:
                 new_jobs = self._collect_new(event, new_jobs)
