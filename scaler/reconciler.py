@@ -112,7 +112,9 @@ class Reconciler:
                 return new_jobs
             return None
         if isinstance(event, ev.Minted):
-            return new_jobs
+            # A job-bound credential (Forgejo) turns free supply the last plan
+            # may have given to another job into supply for its own job only.
+            return None if event.bound_to_job else new_jobs
         if isinstance(event, ev.Created) and event.info.status in _STILL_STARTING:
             return new_jobs
         return None

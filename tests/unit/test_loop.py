@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from scaler.domain.instance import InstanceState
 from scaler.errors import ForgeTemporaryError, ProviderPermanentError, ProviderTemporaryError
 from scaler.testing import MemoryProvider
@@ -350,3 +354,56 @@ async def test_queued_job_expires_when_forge_cannot_list() -> None:
     h.clock.advance(h.config.timing.tombstone_ttl + 10)
     await h.sync()
     assert ("fake", job) not in h.scaler.store.jobs
+
+
+async def test_new_jobs_between_full_plans_are_placed_without_replanning(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass woken only by newly queued jobs places them on the last plan; the timer still runs the full plan."""
+    from scaler import reconciler as reconciler_module
+
+    full_plans: list[float] = []
+    real_plan = reconciler_module.plan
+
+    def counting(snapshot: Any, index: Any) -> Any:
+        full_plans.append(snapshot.now)
+        return real_plan(snapshot, index)
+
+    monkeypatch.setattr(reconciler_module, "plan", counting)
+    await harness.scaler.rebuild()
+    await harness.scaler.step_reconcile(full=True)
+    before = len(full_plans)
+    jobs = [harness.queue(), harness.queue()]
+    await harness.scaler.step_reconcile()
+    await harness.scaler.reconciler.launches.join()
+    assert sorted(harness.provider.create_calls()) == sorted(f"rs-small-j{_b36(j)}" for j in jobs)
+    await harness.scaler.step_reconcile()  # Minted + Created: launch progress only
+    assert len(full_plans) == before
+    harness.clock.advance(harness.config.timing.reconcile_interval)
+    await harness.scaler.step_reconcile()
+    assert len(full_plans) == before + 1
+
+
+async def test_job_bound_credential_forces_a_full_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A credential bound to its job (Forgejo) changes what supply is free, so the next pass re-plans."""
+    from scaler import reconciler as reconciler_module
+
+    harness = make_harness()
+    harness.forge.bind_to_job = True
+    full_plans: list[float] = []
+    real_plan = reconciler_module.plan
+
+    def counting(snapshot: Any, index: Any) -> Any:
+        full_plans.append(snapshot.now)
+        return real_plan(snapshot, index)
+
+    monkeypatch.setattr(reconciler_module, "plan", counting)
+    await harness.scaler.rebuild()
+    await harness.scaler.step_reconcile(full=True)
+    before = len(full_plans)
+    harness.queue()
+    await harness.scaler.step_reconcile()
+    await harness.scaler.reconciler.launches.join()
+    assert len(full_plans) == before
+    await harness.scaler.step_reconcile()  # drains the bound Minted
+    assert len(full_plans) == before + 1
