@@ -410,11 +410,12 @@ async def test_burst_of_20_jobs_served_and_torn_down(
         # report stands for that job (planner, TOOK_JOB_GRACE), so none is
         # made twice. What remains is a runner taking its job in the instant
         # between a resync's queue listing and its runner listing: at most
-        # an extra idle instance, retired after idle_timeout. Bounded here,
+        # an extra idle instance, retired after idle_timeout (0 extras in 6
+        # runs of 30 Nov; 1-3 in 1 of 8 before the grace). Bounded here,
         # reported, not hidden.
         extras = sorted(set(names) - {str(j.runner_name) for j in jobs})
         print(f"{len(names)} containers for 20 jobs; idle extras: {extras}")
-        assert len(extras) <= 3, extras
+        assert len(extras) <= 1, extras
         assert max(created.per_job().values()) <= 2, created.per_job()
         # the collector deregistered every runner (Gitea keeps the record otherwise)
         deletes = [p for m, p in srv.requests if m == "DELETE" and "/actions/runners/" in p]
@@ -556,7 +557,7 @@ async def test_scaler_sigkilled_mid_burst(
         # (Which job a container was made for is only a hint: after the
         # restart, replacements for the abandoned ones are labelled with
         # whichever jobs head the queue, so no per-job bound is asserted.)
-        assert len(extras) <= 3, extras
+        assert len(extras) <= 1, extras
         # nothing leaked: no container, no runner left on the forge
         assert await _containers(engine, controller_id) == []
         assert srv.runners == {}
