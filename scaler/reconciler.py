@@ -89,7 +89,8 @@ class Reconciler:
             if isinstance(event, ev.TornDown):
                 for value in self._credentials.pop(event.name, ()):
                     forget_secret_value(value)
-        self.store.expire(now)
+        if self.store.expire(now):  # forgotten jobs may have held supply
+            new_jobs = None
         result = place_new(self.last_plan, new_jobs) if new_jobs is not None else None
         full = result is None
         if result is None:

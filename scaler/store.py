@@ -137,22 +137,25 @@ class Store:
         if inst is not None:
             self.instances[name] = dataclasses.replace(inst, **changes)  # type: ignore[arg-type]
 
-    def expire(self, now: float) -> None:
+    def expire(self, now: float) -> bool:
         """Forget what can no longer matter, so memory stays bounded: finished
         jobs and deleted names past the tombstone TTL, running jobs whose end
         was never reported (past every pool's max_lifetime), and queued jobs of
-        forges that cannot list jobs (nothing else would ever remove them)."""
+        forges that cannot list jobs (nothing else would ever remove them).
+        True when it forgot any job."""
         if now - self._last_expiry < EXPIRY_EVERY:
-            return
+            return False
         self._last_expiry = now
         ttl = self.config.timing.tombstone_ttl
         longest = max((p.max_lifetime for p in self.config.pools), default=0.0) + ttl
-        for key in [k for k, j in self.jobs.items() if self._stale(j, now, ttl, longest)]:
+        stale = [k for k, j in self.jobs.items() if self._stale(j, now, ttl, longest)]
+        for key in stale:
             del self.jobs[key]
             self.queued_seen.pop(key, None)
             self.in_progress.pop(key, None)
         for name in [n for n, t in self.tombstones.items() if t < now - ttl]:
             del self.tombstones[name]
+        return bool(stale)
 
     def _stale(self, job: Job, now: float, ttl: float, longest: float) -> bool:
         if job.state is JobState.COMPLETED:
