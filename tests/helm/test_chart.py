@@ -45,7 +45,7 @@ ALL_FEATURES: dict[str, Any] = {
         "tls": [{"secretName": "hooks-tls", "hosts": ["hooks.example.com"]}],
     },
     "serviceMonitor": {"enabled": True},
-    "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.96.0.1/32"]}, "forge": {"cidrs": ["192.0.2.10/32"]}},
+    "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["127.0.0.1/32"]}, "forge": {"cidrs": ["127.0.0.2/32"]}},
     "cacheServer": {"enabled": True, "image": {"tag": "0.3.0"}, "persistence": {"enabled": True}},
     "grafanaDashboard": {"enabled": True},
     "secret": {"forges": {"gitea": {"token": "t0ken-value", "webhookSecret": "hook-secret"}}},
@@ -514,8 +514,8 @@ def test_network_policy_limits_ingress_and_egress(render: Any) -> None:
     egress = np["spec"]["egress"]
     ports = [{p["port"] for p in e["ports"]} for e in egress]
     assert ports == [{53}, {443, 6443}, {443}]
-    assert egress[1]["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
-    assert egress[2]["to"] == [{"ipBlock": {"cidr": "192.0.2.10/32"}}]
+    assert egress[1]["to"] == [{"ipBlock": {"cidr": "127.0.0.1/32"}}]
+    assert egress[2]["to"] == [{"ipBlock": {"cidr": "127.0.0.2/32"}}]
     cache_np = r.one("NetworkPolicy", f"{FULLNAME}-cache")
     assert cache_np["spec"]["egress"] == []
 
