@@ -92,12 +92,12 @@ class Reconciler:
         if self.store.expire(now):  # forgotten jobs may have held supply
             new_jobs = None
         result = place_new(self.last_plan, new_jobs) if new_jobs is not None else None
-        full = result is None
+        incremental = result is not None
         if result is None:
             result = plan(self.store.snapshot(now), self.index)
             self._last_full = now
         added = self._apply(result, now)
-        self._dispatch(None if full else added, now)
+        self._dispatch(added if incremental else None, now)
         self.last_plan = result
         metrics.RECONCILE.observe(time.perf_counter() - started)
         return result

@@ -220,16 +220,12 @@ class Store:
                     self.queued_seen.pop(key, None)
             for job in e.queued:
                 self._merge_job(job, now, now)
-            self._attributed_by_listing(e.forge, e.started_at)
         for inst in list(self.instances_of_forge(e.forge)):
-            self._runner_to_instance(inst, self.runners[e.forge].get(inst.name), e, now)
-
-    def _attributed_by_listing(self, forge: str, listed_at: float) -> None:
-        # A queue listed after an instance took its job no longer holds that
-        # job: the planner need not assume it taken any more.
-        for inst in list(self.instances_of_forge(forge)):
-            if inst.took_job_at is not None and inst.took_job_at < listed_at:
+            if e.queued is not None and inst.took_job_at is not None and inst.took_job_at < e.started_at:
+                # A queue listed after the instance took its job no longer
+                # holds that job: the planner need not assume it taken.
                 self.update(inst.name, took_job_at=None)
+            self._runner_to_instance(inst, self.runners[e.forge].get(inst.name), e, now)
 
     def _runner_to_instance(self, inst: Instance, runner: RunnerInfo | None, e: ev.ForgeSynced, now: float) -> None:
         listed_at = e.started_at

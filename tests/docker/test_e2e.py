@@ -327,6 +327,29 @@ def _assert_one_runner_per_job(jobs: list[FJob], log: CreateLog) -> None:
     assert set(ran_on) <= set(log.names()), "a job ran on a runner without a container of this controller"
 
 
+def _scaler_for(
+    srv: FakeForgeServer, tmp_path: Path, docker_host: str, image: str, controller_id: str, *, boot_timeout: str
+) -> tuple[socket.socket, Scaler]:
+    """A bound loopback socket and an in-process Scaler for it (the real
+    GiteaForge and DockerProvider, from the config), subscribed to the fake
+    forge's webhooks."""
+    sock = _bind()
+    port = int(sock.getsockname()[1])
+    config = parse_config(
+        _config(
+            tmp_path,
+            forge_url=srv.url,
+            docker_host=docker_host,
+            image=image,
+            controller_id=controller_id,
+            port=port,
+            boot_timeout=boot_timeout,
+        )
+    )
+    srv.subscribe(f"http://127.0.0.1:{port}/webhooks/gitea", SECRET)
+    return sock, Scaler(config)
+
+
 async def _until(
     what: str, done: Callable[[], bool], step: Callable[[], Any], deadline: float, why: Callable[[], str]
 ) -> None:
@@ -349,21 +372,7 @@ async def test_burst_of_20_jobs_served_and_torn_down(
     deadline = started + 85
     # Gitea 1.24 has no queued-jobs listing: the webhooks are the only demand.
     async with _fake_gitea("1.24.0") as srv, _create_log(engine, controller_id) as created:
-        sock = _bind()
-        port = int(sock.getsockname()[1])
-        config = parse_config(
-            _config(
-                tmp_path,
-                forge_url=srv.url,
-                docker_host=docker_host,
-                image=docker_image,
-                controller_id=controller_id,
-                port=port,
-                boot_timeout="60s",
-            )
-        )
-        scaler = Scaler(config)  # the real GiteaForge and DockerProvider (entry point), from the config
-        srv.subscribe(f"http://127.0.0.1:{port}/webhooks/gitea", SECRET)
+        sock, scaler = _scaler_for(srv, tmp_path, docker_host, docker_image, controller_id, boot_timeout="60s")
         deliver = Deliverer(srv)
         rows: list[dict[str, Any]] = []
         peak = 0
@@ -573,21 +582,7 @@ async def test_dockerd_restarted_mid_burst_with_scaler_running(
     started = time.monotonic()
     deadline = started + 85
     async with _fake_gitea("1.25.0") as srv, _create_log(engine, controller_id) as created:
-        sock = _bind()
-        port = int(sock.getsockname()[1])
-        config = parse_config(
-            _config(
-                tmp_path,
-                forge_url=srv.url,
-                docker_host=docker_host,
-                image=docker_image,
-                controller_id=controller_id,
-                port=port,
-                boot_timeout="15s",
-            )
-        )
-        scaler = Scaler(config)
-        srv.subscribe(f"http://127.0.0.1:{port}/webhooks/gitea", SECRET)
+        sock, scaler = _scaler_for(srv, tmp_path, docker_host, docker_image, controller_id, boot_timeout="15s")
         deliver = Deliverer(srv)
         rows: list[dict[str, Any]] = []
         restarted_with: tuple[int, int] | None = None

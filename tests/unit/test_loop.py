@@ -356,20 +356,26 @@ async def test_queued_job_expires_when_forge_cannot_list() -> None:
     assert ("fake", job) not in h.scaler.store.jobs
 
 
-async def test_new_jobs_between_full_plans_are_placed_without_replanning(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A pass woken only by newly queued jobs places them on the last plan; the timer still runs the full plan."""
+@pytest.fixture
+def full_plans(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The time of every full plan the reconciler makes from now on."""
     from scaler import reconciler as reconciler_module
 
-    full_plans: list[float] = []
+    seen: list[float] = []
     real_plan = reconciler_module.plan
 
     def counting(snapshot: Any, index: Any) -> Any:
-        full_plans.append(snapshot.now)
+        seen.append(snapshot.now)
         return real_plan(snapshot, index)
 
     monkeypatch.setattr(reconciler_module, "plan", counting)
+    return seen
+
+
+async def test_new_jobs_between_full_plans_are_placed_without_replanning(
+    harness: Harness, full_plans: list[float]
+) -> None:
+    """A pass woken only by newly queued jobs places them on the last plan; the timer still runs the full plan."""
     await harness.scaler.rebuild()
     await harness.scaler.step_reconcile(full=True)
     before = len(full_plans)
@@ -384,20 +390,10 @@ async def test_new_jobs_between_full_plans_are_placed_without_replanning(
     assert len(full_plans) == before + 1
 
 
-async def test_job_bound_credential_forces_a_full_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_job_bound_credential_forces_a_full_plan(full_plans: list[float]) -> None:
     """A credential bound to its job (Forgejo) changes what supply is free, so the next pass re-plans."""
-    from scaler import reconciler as reconciler_module
-
     harness = make_harness()
     harness.forge.bind_to_job = True
-    full_plans: list[float] = []
-    real_plan = reconciler_module.plan
-
-    def counting(snapshot: Any, index: Any) -> Any:
-        full_plans.append(snapshot.now)
-        return real_plan(snapshot, index)
-
-    monkeypatch.setattr(reconciler_module, "plan", counting)
     await harness.scaler.rebuild()
     await harness.scaler.step_reconcile(full=True)
     before = len(full_plans)
