@@ -27,6 +27,10 @@ from scaler.store import Store
 
 log = structlog.get_logger("scaler.app")
 
+# How long stop() waits for a cancelled loop. A loop that swallows its
+# cancellation is a bug; shutting down must not wait on it for ever.
+STOP_GRACE = 10.0
+
 
 class Elector(Protocol):
     is_leader: bool
@@ -112,16 +116,20 @@ class Scaler:
             asyncio.create_task(
                 guarded_loop(
                     "reconciler", timing.reconcile_interval, self.step_reconcile, self.heartbeats, self.inbox.wake
-                )
+                ),
+                name="reconciler",
             ),
             asyncio.create_task(
                 guarded_loop(
                     "collector", timing.collect_interval, self.collector.run_once, self.heartbeats, self.collector.wake
-                )
+                ),
+                name="collector",
             ),
-            asyncio.create_task(guarded_loop("resync", timing.resync_interval, self.resync.run_once, self.heartbeats)),
+            asyncio.create_task(
+                guarded_loop("resync", timing.resync_interval, self.resync.run_once, self.heartbeats), name="resync"
+            ),
             *(
-                asyncio.create_task(watch_provider(name, p, self.inbox, self.clock))
+                asyncio.create_task(watch_provider(name, p, self.inbox, self.clock), name=f"watch-{name}")
                 for name, p in self.providers.items()
             ),
         ]
@@ -137,7 +145,10 @@ class Scaler:
     async def _cancel_loops(self) -> None:
         for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._loops:
+            _, stuck = await asyncio.wait(self._loops, timeout=STOP_GRACE)
+            for task in stuck:
+                log.error("background loop did not stop when cancelled", loop=task.get_name())
         self._loops = []
         for name in ("reconciler", "collector", "resync"):
             self.heartbeats.unregister(name)

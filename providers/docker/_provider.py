@@ -25,6 +25,7 @@ from providers.docker._client import Conflict, EngineClient, EngineRefused, Host
 from providers.docker._options import DockerPoolOptions, DockerSettings, HostConfig
 from providers.docker._placement import HostLoad, choose_host
 from scaler.errors import ConfigError, ProviderError, ProviderPermanentError, ProviderTemporaryError
+from scaler.loops import wait_or_timeout
 from scaler.provider import (
     LABEL_CONTROLLER,
     LABEL_CREATED_AT,
@@ -252,9 +253,7 @@ class DockerProvider:
     async def _resync_loop(self, host: _Host) -> None:
         while True:
             interval = self.settings.resync_interval if host.healthy else self.settings.health_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(host.wake.wait(), timeout=interval)
-            host.wake.clear()
+            await wait_or_timeout(host.wake, interval)
             if not host.healthy:
                 await asyncio.sleep(min(self.settings.health_interval, 1.0))
             try:

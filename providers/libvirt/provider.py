@@ -203,7 +203,11 @@ class LibvirtProvider:
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self._executor, functools.partial(fn, *args))
         try:
-            return await asyncio.wait_for(fut, self._cfg.call_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for drops a
+            # cancellation that arrives as the call completes, and the
+            # cancelled caller (a stopping loop) then runs on
+            async with asyncio.timeout(self._cfg.call_timeout):
+                return await fut
         except TimeoutError:
             raise ProviderTemporaryError(
                 f"provider {self.name}: libvirt call took longer than {self._cfg.call_timeout}s"
@@ -772,7 +776,8 @@ class LibvirtProvider:
         try:
             while not self._closed:
                 try:
-                    info = await asyncio.wait_for(queue.get(), timeout=self._cfg.list_interval)
+                    async with asyncio.timeout(self._cfg.list_interval):  # not wait_for: see _call
+                        info = await queue.get()
                 except TimeoutError:
                     pass
                 else:
@@ -856,7 +861,8 @@ class LibvirtProvider:
             return
         loop = asyncio.get_running_loop()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(loop.run_in_executor(self._executor, self._close_sync), 10)
+            async with asyncio.timeout(10):
+                await loop.run_in_executor(self._executor, self._close_sync)
         self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
 

@@ -6,8 +6,12 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import queue
 import subprocess
+import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import libvirt
 import pytest
@@ -19,31 +23,60 @@ from tests.contract.provider_contract import wait_for_status
 from tests.libvirt.conftest import CONTROLLER, CRED_PATH, LibvirtEnv, launch_for
 
 pytestmark = pytest.mark.libvirt
+T = TypeVar("T")
 
 
-def _conn(env: LibvirtEnv) -> libvirt.virConnect:
-    return libvirt.open(env.uri)
+CALL_DEADLINE = 60.0
+
+
+def _bounded(fn: Callable[[libvirt.virConnect], T], env: LibvirtEnv) -> T:
+    """Run ``fn`` on a fresh connection in a daemon thread, failing the test
+    if libvirtd does not answer within ``CALL_DEADLINE``: a blocking libvirt
+    call on the test's event loop would otherwise hang the whole run."""
+    result: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        try:
+            conn = libvirt.open(env.uri)
+            try:
+                result.put((True, fn(conn)))
+            finally:
+                conn.close()
+        except BaseException as exc:  # handed to the test thread
+            result.put((False, exc))
+
+    threading.Thread(target=run, name="libvirt-test-call", daemon=True).start()
+    try:
+        ok, value = result.get(timeout=CALL_DEADLINE)
+    except queue.Empty:
+        raise AssertionError(f"libvirtd at {env.uri} did not answer within {CALL_DEADLINE}s") from None
+    if not ok:
+        raise value
+    return cast(T, value)
 
 
 def _volumes(env: LibvirtEnv, name: str) -> set[str]:
-    conn = _conn(env)
-    try:
+    def read(conn: libvirt.virConnect) -> set[str]:
         pool = conn.storagePoolLookupByName(env.pool)
         pool.refresh(0)
         return {v.name() for v in pool.listAllVolumes(0) if v.name().startswith(name + ".")}
-    finally:
-        conn.close()
+
+    return _bounded(read, env)
 
 
 def _domain_exists(env: LibvirtEnv, name: str) -> bool:
-    conn = _conn(env)
-    try:
-        conn.lookupByName(name)
+    def look(conn: libvirt.virConnect) -> bool:
+        try:
+            conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return False
         return True
-    except libvirt.libvirtError:
-        return False
-    finally:
-        conn.close()
+
+    return _bounded(look, env)
+
+
+def _domain_xml(env: LibvirtEnv, name: str) -> str:
+    return _bounded(lambda conn: str(conn.lookupByName(name).XMLDesc(0)), env)
 
 
 def _serial(env: LibvirtEnv, name: str) -> str:
@@ -67,15 +100,11 @@ async def test_guest_receives_exactly_its_own_credential(provider: LibvirtProvid
     watcher = asyncio.create_task(watch())
     try:
         await asyncio.gather(provider.create(a), provider.create(b))
-        conn = _conn(libvirt_env)
-        try:
-            for spec in (a, b):
-                xml = conn.lookupByName(spec.name).XMLDesc(0)
-                assert spec.files[0].content.reveal() not in xml  # nothing secret in the domain XML
-                stamp = parse_metadata(xml)
-                assert stamp is not None and stamp.labels[LABEL_RUNNER_ID] == "4242"
-        finally:
-            conn.close()
+        for spec in (a, b):
+            xml = _domain_xml(libvirt_env, spec.name)
+            assert spec.files[0].content.reveal() not in xml  # nothing secret in the domain XML
+            stamp = parse_metadata(xml)
+            assert stamp is not None and stamp.labels[LABEL_RUNNER_ID] == "4242"
         for spec in (a, b):
             info = await wait_for_status(provider, spec.name, {InstanceStatus.EXITED}, 90)
             assert info.exit_code == 0
@@ -216,22 +245,23 @@ async def test_libvirtd_restart_reconciled(libvirt_env: LibvirtEnv) -> None:
 
 async def test_none_leaked(libvirt_env: LibvirtEnv) -> None:
     """Runs last in this module: no domain or volume of this controller is left."""
-    conn = _conn(libvirt_env)
-    try:
-        ours = []
+    from tests.libvirt.conftest import SESSION
+
+    def ours(conn: libvirt.virConnect) -> list[str]:
+        names = []
         for dom in conn.listAllDomains(0):
             with contextlib.suppress(libvirt.libvirtError):
                 stamp = parse_metadata(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NS_URI, 0))
                 if stamp is not None and stamp.labels.get(LABEL_CONTROLLER) == CONTROLLER:
-                    ours.append(dom.name())
+                    names.append(dom.name())
+        return names
+
+    def vols(conn: libvirt.virConnect) -> list[str]:
         pool = conn.storagePoolLookupByName(libvirt_env.pool)
         pool.refresh(0)
-        from tests.libvirt.conftest import SESSION
+        return [v.name() for v in pool.listAllVolumes(0) if SESSION in v.name()]
 
-        vols = [v.name() for v in pool.listAllVolumes(0) if SESSION in v.name()]
-    finally:
-        conn.close()
-    assert ours == [] and vols == []
+    assert _bounded(ours, libvirt_env) == [] and _bounded(vols, libvirt_env) == []
 
 
 async def test_check_against_real_host(provider: LibvirtProvider, libvirt_env: LibvirtEnv) -> None:

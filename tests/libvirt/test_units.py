@@ -4,6 +4,7 @@ provider's bookkeeping against libvirt's in-process ``test:///default`` driver
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import xml.etree.ElementTree as ET
@@ -22,6 +23,7 @@ from scaler.provider import (
     LABEL_POOL,
     LABEL_RUNNER_ID,
     CredentialFile,
+    InstanceInfo,
     InstanceStatus,
     ProviderSettings,
 )
@@ -232,6 +234,29 @@ async def test_check_reports_per_host(test_provider: LibvirtProvider) -> None:
     assert "connected" in text and "storage pool default-pool active" in text
     assert "base image missing.qcow2 missing" in text
     assert any(f.level == "error" and "vCPUs" in f.message for f in findings)
+
+
+async def test_watch_ends_when_cancelled_as_an_event_arrives(test_provider: LibvirtProvider) -> None:
+    """A watch cancelled in the loop turn an event reaches it ends (3.11's wait_for dropped that cancellation)."""
+    seen: list[InstanceInfo] = []
+
+    async def consume() -> None:
+        async for info in test_provider.watch():
+            seen.append(info)
+
+    task = asyncio.create_task(consume())
+    while not test_provider._watchers:  # the watch registers, then waits on its queue
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    ((_loop, queue),) = test_provider._watchers
+    queue.put_nowait(InstanceInfo("vm-x", InstanceStatus.EXITED, {}, None))
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    if not done:  # the bug: the watch went on; stop it for good before failing
+        test_provider._closed = True
+        task.cancel()
+    assert task in done and task.cancelled()
+    assert test_provider._watchers == []
 
 
 async def test_unreachable_host_is_temporary() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ def test_atheris_campaign_finds_no_crash(tmp_path: Path) -> None:
         text=True,
         timeout=300,
         cwd=repo,
+        # the harness imports this checkout's scaler, installed or not
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))},
     )
     tail = "\n".join(proc.stderr.splitlines()[-30:])
     assert proc.returncode == 0, tail

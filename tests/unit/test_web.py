@@ -207,3 +207,50 @@ async def test_crashing_pass_is_counted_and_loop_survives() -> None:
     assert hb.stale() == {}
     clock.advance(10)
     assert "t" in hb.stale()
+
+
+async def test_wait_or_timeout_honours_a_cancel_that_meets_a_wake() -> None:
+    """A wait cancelled in the loop turn its event is set raises CancelledError, so a stopping loop stops."""
+    import asyncio
+
+    from scaler.loops import wait_or_timeout
+
+    event = asyncio.Event()
+    task = asyncio.create_task(wait_or_timeout(event, 60))
+    await asyncio.sleep(0)  # the task now waits on the event
+    event.set()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_stop_does_not_wait_for_ever_on_a_loop_that_ignores_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() gives a cancelled loop STOP_GRACE, then logs it by name and goes on shutting down."""
+    import asyncio
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    import structlog
+
+    from scaler import app as app_module
+    from scaler.provider import InstanceInfo
+
+    class Stubborn(MemoryProvider):
+        """Swallows the first cancellation of its watch, as 3.11's wait_for could."""
+
+        async def watch(self) -> AsyncIterator[InstanceInfo]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+            await asyncio.Event().wait()  # cancelled again at loop teardown
+            yield  # type: ignore[misc]  # never reached; makes this an async generator
+
+    monkeypatch.setattr(app_module, "STOP_GRACE", 0.05)
+    config = parse_config(base_config())
+    provider = Stubborn(ProviderSettings("mem", "memory", "rs", {}))
+    scaler = Scaler(config, forges={"fake": FakeForge(config.forges[0], FakeForgeState(secret=SECRET))},
+                    providers={"mem": provider}, clock=SystemClock())
+    await scaler.start()
+    await asyncio.sleep(0)  # the watch task reaches its first wait
+    with structlog.testing.capture_logs() as logs:
+        await scaler.stop()
+    assert any(e["event"] == "background loop did not stop when cancelled" and e["loop"] == "watch-mem" for e in logs)
