@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from scaler.config import Config, PoolConfig
-from scaler.domain.instance import NOT_YET_BUSY, Instance, InstanceState
+from scaler.domain.instance import NOT_YET_BUSY, TOOK_JOB_GRACE, Instance, InstanceState
 from scaler.domain.job import Job
 from scaler.domain.labels import GITHUB_IMPLICIT, labels_match
 from scaler.store import Snapshot
@@ -27,7 +27,6 @@ S = InstanceState
 # queued job. The forge's in_progress report usually follows within a second;
 # if it was lost, guessing wrong delays a later job by at most this long,
 # while guessing the other way would start a runner nobody needs.
-TOOK_JOB_GRACE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +251,14 @@ def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally],
                 t.free += 1
             elif inst.job_id in queued_ids:
                 t.bound_free.setdefault(inst.job_id, []).append(inst)
+    for claim in snapshot.claims:  # the same guess, outliving a torn-down instance
+        t = tallies.get(claim.pool)
+        if t is None or claim.took_at <= took_after:
+            continue
+        if claim.job_id is not None:
+            t.took_bound[claim.job_id] = t.took_bound.get(claim.job_id, 0) + 1
+        else:
+            t.took += 1
     return tallies, provider_live, total
 
 

@@ -16,7 +16,7 @@ import structlog
 
 from scaler import events as ev
 from scaler.config import Config, PoolConfig
-from scaler.domain.instance import NOT_YET_BUSY, Instance, InstanceState
+from scaler.domain.instance import NOT_YET_BUSY, TOOK_JOB_GRACE, Instance, InstanceState
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
 from scaler.provider import (
@@ -47,6 +47,18 @@ class ProviderHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """A job taken by an instance that was torn down before any report named
+    it. Runners finish jobs faster than some forges deliver their reports, so
+    the guess (``Instance.took_job_at``) outlives the instance, and ends the
+    same way: a report naming the runner, a later queue listing, or the grace."""
+
+    pool: str
+    took_at: float
+    job_id: int | None = None  # a job-bound instance's own job
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the planner sees: plain values, no references into the store."""
 
@@ -54,6 +66,7 @@ class Snapshot:
     queued: tuple[Job, ...]
     instances: tuple[Instance, ...]
     unavailable_providers: frozenset[str]
+    claims: tuple[Claim, ...] = ()
 
 
 JobStartedHook = Callable[[Job, "Instance | None"], None]
@@ -75,6 +88,7 @@ class Store:
     # Keys of the in-progress jobs, so a pass never scans every job (finished
     # ones are kept for ``tombstone_ttl`` and outnumber the live ones).
     in_progress: dict[tuple[str, int], None] = field(default_factory=dict)
+    claims: dict[str, Claim] = field(default_factory=dict)  # by runner name
 
     def __post_init__(self) -> None:
         self.pools: Mapping[str, PoolConfig] = {p.name: p for p in self.config.pools}
@@ -87,7 +101,10 @@ class Store:
 
     def snapshot(self, now: float) -> Snapshot:
         unavailable = frozenset(name for name, h in self.providers.items() if not h.synced or h.unhealthy_until > now)
-        return Snapshot(now, self.queued_jobs(), tuple(self.instances.values()), unavailable)
+        if self.claims:
+            self.claims = {n: c for n, c in self.claims.items() if c.took_at > now - TOOK_JOB_GRACE}
+        claims = tuple(self.claims.values())
+        return Snapshot(now, self.queued_jobs(), tuple(self.instances.values()), unavailable, claims)
 
     def queued_jobs(self) -> tuple[Job, ...]:
         # ``queued_seen`` holds exactly the queued jobs' keys, in arrival order.
@@ -128,6 +145,8 @@ class Store:
         if state is S.DELETED:
             del self.instances[name]
             self.tombstones[name] = now
+            if inst.took_job_at is not None:
+                self.claims[name] = Claim(inst.pool, inst.took_job_at, inst.job_id if inst.bound else None)
         else:
             self.instances[name] = new
         return new
@@ -191,6 +210,8 @@ class Store:
         self._job_to_instance(old, new, now)
 
     def _job_to_instance(self, old: Job | None, new: Job, now: float) -> None:
+        if new.runner_name and new.state is not JobState.QUEUED:
+            self.claims.pop(new.runner_name, None)
         inst = self.instances.get(new.runner_name) if new.runner_name else None
         started = new.state is not JobState.QUEUED and (old is None or old.state is JobState.QUEUED)
         if started and self.on_job_started is not None:
@@ -220,6 +241,9 @@ class Store:
                     self.queued_seen.pop(key, None)
             for job in e.queued:
                 self._merge_job(job, now, now)
+            for name, claim in list(self.claims.items()):
+                if self._forge_of_pool.get(claim.pool) == e.forge and claim.took_at < e.started_at:
+                    del self.claims[name]  # as for live instances, below
         for inst in list(self.instances_of_forge(e.forge)):
             if e.queued is not None and inst.took_job_at is not None and inst.took_job_at < e.started_at:
                 # A queue listed after the instance took its job no longer
@@ -250,7 +274,7 @@ class Store:
         seen = set()
         for info in e.instances:
             seen.add(info.name)
-            self._observe(e.provider, info, now)
+            self._observe(e.provider, info, now, listed_at=e.started_at)
         for inst in list(self.instances.values()):
             if (
                 inst.provider == e.provider
@@ -267,10 +291,11 @@ class Store:
     def _observed(self, e: ev.InstanceObserved, now: float) -> None:
         self._observe(e.provider, e.info, now)
 
-    def _observe(self, provider: str, info: InstanceInfo, now: float) -> None:
+    def _observe(self, provider: str, info: InstanceInfo, now: float, listed_at: float | None = None) -> None:
         inst = self.instances.get(info.name)
         if inst is None:
-            self._adopt(provider, info, now)
+            if not self._stale_after_teardown(info, listed_at):
+                self._adopt(provider, info, now)
             return
         if info.status is InstanceStatus.EXITED:
             err = None if not info.exit_code else f"exit code {info.exit_code}"
@@ -279,6 +304,17 @@ class Store:
             self.move(inst.name, S.FAILED, now, last_error=info.reason or "failed on provider")
         elif inst.state is S.CREATING:
             self.move(inst.name, S.STARTING, now, provisioned=True)
+
+    def _stale_after_teardown(self, info: InstanceInfo, listed_at: float | None) -> bool:
+        """A report about an instance already torn down (its delete succeeded):
+        an exit event that arrived late, or a listing begun before the delete.
+        Adopting it would only delete and deregister it a second time."""
+        gone_at = self.tombstones.get(info.name)
+        if gone_at is None:
+            return False
+        if listed_at is None:
+            return info.status in (InstanceStatus.EXITED, InstanceStatus.FAILED)
+        return listed_at < gone_at
 
     def _adopt(self, provider: str, info: InstanceInfo, now: float) -> None:
         """An instance of ours the store does not know: after a restart, or a

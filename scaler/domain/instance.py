@@ -52,6 +52,11 @@ class IllegalTransition(ValueError):
         self.src, self.dst = src, dst
 
 
+# How long an instance seen taking a job (busy, or exited) that no report has
+# named yet stands for one queued job. Reports are usually a second behind.
+TOOK_JOB_GRACE = 10.0
+
+
 @dataclass(frozen=True, slots=True)
 class Instance:
     """One runner instance; immutable, every change makes a new value."""

@@ -15,7 +15,7 @@ from scaler.domain.instance import Instance, InstanceState
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
 from scaler.planner import TOOK_JOB_GRACE, PoolIndex, place_new, plan
-from scaler.provider import InstanceInfo, InstanceStatus
+from scaler.provider import LABEL_POOL, InstanceInfo, InstanceStatus
 from scaler.store import Store
 from tests.conftest import base_config
 
@@ -309,6 +309,61 @@ def test_busy_runner_in_a_sync_that_listed_the_queue_takes_nothing_from_it() -> 
     store.apply(ev.ForgeSynced("fake", [job2], [RunnerInfo(7, "rs-cpu-1", online=True, busy=True)], 1.0), 1.0)
     assert store.instances["rs-cpu-1"].state is S.BUSY and store.instances["rs-cpu-1"].took_job_at is None
     assert [c.job.id for c in plan(store.snapshot(1.0), index).creates if c.job] == [2]
+
+
+def test_the_guess_outlives_the_torn_down_instance() -> None:
+    """An instance that exited and was torn down before its job's report still stands for one queued job."""
+    store, index = _one_pool_store()
+    for job_id in (1, 2):
+        store.apply(ev.JobReported(Job("fake", job_id, "acme/lib", ("ubuntu-latest",), JobState.QUEUED), 0.0), 0.0)
+    for name, runner_id in (("rs-cpu-1", 7), ("rs-cpu-2", 8)):
+        store.add_pending(Instance(name, "cpu", "mem", S.PENDING, 0.0, 0.0))
+        store.apply(ev.Minted(name, runner_id), 0.0)
+        store.apply(ev.InstanceObserved("mem", InstanceInfo(name, InstanceStatus.EXITED, {}, exit_code=0)), 1.0)
+        store.apply(ev.TornDown(name), 1.5)
+    assert store.instances == {}
+    assert plan(store.snapshot(2.0), index).creates == ()
+    # The report naming rs-cpu-1 ends its claim along with job 1's place in the queue.
+    store.apply(
+        ev.JobReported(Job("fake", 1, "acme/lib", ("ubuntu-latest",), JobState.IN_PROGRESS, runner_name="rs-cpu-1"), 3),
+        3.0,
+    )
+    assert list(store.claims) == ["rs-cpu-2"]
+    assert plan(store.snapshot(3.0), index).creates == ()
+    # rs-cpu-2's report never comes: past the grace, job 2 gets a runner.
+    assert [c.job.id for c in plan(store.snapshot(1.0 + TOOK_JOB_GRACE + 0.1), index).creates if c.job] == [2]
+    assert store.claims == {}
+
+
+def test_a_later_queue_listing_ends_a_torn_down_instance_claim() -> None:
+    """A queue listed after a torn-down instance took its job is the truth: the claim is dropped."""
+    store, index = _one_pool_store()
+    store.add_pending(Instance("rs-cpu-1", "cpu", "mem", S.PENDING, 0.0, 0.0))
+    store.apply(ev.Minted("rs-cpu-1", 7), 0.0)
+    store.apply(ev.InstanceObserved("mem", InstanceInfo("rs-cpu-1", InstanceStatus.EXITED, {}, exit_code=0)), 1.0)
+    store.apply(ev.TornDown("rs-cpu-1"), 1.5)
+    assert list(store.claims) == ["rs-cpu-1"]
+    job2 = Job("fake", 2, "acme/lib", ("ubuntu-latest",), JobState.QUEUED)
+    store.apply(ev.ForgeSynced("fake", [job2], [], 2.0), 2.0)
+    assert store.claims == {}
+    assert [c.job.id for c in plan(store.snapshot(2.0), index).creates if c.job] == [2]
+
+
+def test_reports_older_than_a_teardown_do_not_bring_the_instance_back() -> None:
+    """Late exit events and listings begun before the delete leave a torn-down instance gone; later listings do not."""
+    store, _ = _one_pool_store()
+    store.add_pending(Instance("rs-cpu-1", "cpu", "mem", S.PENDING, 0.0, 0.0))
+    store.apply(ev.Minted("rs-cpu-1", 7), 0.0)
+    exited = InstanceInfo("rs-cpu-1", InstanceStatus.EXITED, {LABEL_POOL: "cpu"}, exit_code=0)
+    store.apply(ev.InstanceObserved("mem", exited), 1.0)
+    store.apply(ev.TornDown("rs-cpu-1"), 2.0)
+    assert store.instances == {}
+    store.apply(ev.InstanceObserved("mem", exited), 2.5)
+    store.apply(ev.ProviderSynced("mem", [exited], 1.9), 2.6)
+    assert store.instances == {}
+    # Listed after the delete, it is really there: adopted, to be deleted again.
+    store.apply(ev.ProviderSynced("mem", [exited], 3.0), 3.1)
+    assert store.instances["rs-cpu-1"].state is S.DONE
 
 
 _JOBS = st.lists(st.tuples(st.sampled_from(REPOS), st.sampled_from(LABELS)), max_size=12)
