@@ -52,7 +52,9 @@ _TERMINAL = (InstanceStatus.EXITED, InstanceStatus.FAILED)
 _MIN_API = (1, 41)
 # A start refused by the OCI runtime is a configuration problem (command not
 # found, capabilities, mount sources) unless the kernel was short of something.
-_PERMANENT_START = ("executable file not found", "no such file or directory", "permission denied", "oci runtime create")
+# Only runc's own refusal counts: the engine's plumbing says "no such file or
+# directory" too while it shuts down (its network store), and that passes.
+_PERMANENT_START = ("oci runtime create failed", "unable to start container process")
 _TRANSIENT_START = (
     "resource temporarily unavailable",
     "cannot allocate memory",
@@ -67,6 +69,12 @@ _TRANSIENT_START = (
     "is not running",
     "ttrpc: closed",
 )
+
+
+def start_failure_is_permanent(message: str) -> bool:
+    """Whether a refused container start would fail the same way again."""
+    text = message.lower()
+    return not any(s in text for s in _TRANSIENT_START) and any(s in text for s in _PERMANENT_START)
 
 
 def _problems(exc: ValidationError, prefix: str) -> list[str]:
@@ -629,9 +637,7 @@ class DockerProvider:
         try:
             await host.client.start(cid)
         except (EngineRefused, ProviderTemporaryError) as exc:
-            text = str(exc).lower()
-            transient = any(s in text for s in _TRANSIENT_START)
-            if not transient and any(s in text for s in _PERMANENT_START):
+            if start_failure_is_permanent(str(exc)):
                 raise ProviderPermanentError(str(exc)) from None
             raise
         data = await host.client.inspect(cid)

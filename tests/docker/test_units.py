@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from providers.docker import DockerPoolOptions, DockerSettings, HostLoad, choose_host
 from providers.docker._client import split_ref
 from providers.docker._options import parse_size
-from providers.docker._provider import credential_tar, info_from_inspect
+from providers.docker._provider import credential_tar, info_from_inspect, start_failure_is_permanent
 from scaler.provider import CredentialFile, InstanceStatus
 from scaler.secrets import Secret
 
@@ -136,3 +136,22 @@ def test_info_from_inspect_states() -> None:
         "h",
     )
     assert no_label.status is InstanceStatus.EXITED and no_label.created_at == 1704067200.5
+
+
+@pytest.mark.parametrize(
+    ("message", "permanent"),
+    [
+        # dockerd 28's words for a missing command, as the real engine says them
+        ('500 failed to create shim task: OCI runtime create failed: runc create failed: unable to start container '
+         'process: exec: "/no/such/binary": stat /no/such/binary: no such file or directory: unknown', True),
+        ('500 failed to create shim task: OCI runtime create failed: runc create failed: unable to start container '
+         'process: exec: "nosuchcmd": executable file not found in $PATH: unknown', True),
+        # the engine's own store while dockerd shuts down (seen in CI)
+        ("500 failed to update store for object type *libnetwork.endpoint: open : no such file or directory", False),
+        ("500 OCI runtime create failed: runc create failed: fork/exec: resource temporarily unavailable", False),
+        ("500 connection error: dial unix /run/containerd/containerd.sock: connect: connection refused", False),
+    ],
+)
+def test_start_failure_classification(message: str, permanent: bool) -> None:
+    """Only runc refusing the container itself makes a start failure permanent; the engine's own trouble passes."""
+    assert start_failure_is_permanent(message) is permanent
