@@ -299,7 +299,11 @@ class Store:
             return
         if info.status is InstanceStatus.EXITED:
             err = None if not info.exit_code else f"exit code {info.exit_code}"
-            self.move(inst.name, S.DONE, now, last_error=err)
+            if info.exit_code and inst.state in NOT_YET_BUSY:
+                # killed or crashed before anyone saw it busy: no job to stand for
+                self.move(inst.name, S.DONE, now, last_error=err, took_job_at=None)
+            else:
+                self.move(inst.name, S.DONE, now, last_error=err)
         elif info.status is InstanceStatus.FAILED:
             self.move(inst.name, S.FAILED, now, last_error=info.reason or "failed on provider")
         elif inst.state is S.CREATING:

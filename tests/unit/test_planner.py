@@ -349,6 +349,19 @@ def test_a_later_queue_listing_ends_a_torn_down_instance_claim() -> None:
     assert [c.job.id for c in plan(store.snapshot(2.0), index).creates if c.job] == [2]
 
 
+def test_an_instance_killed_before_it_was_busy_stands_for_no_job() -> None:
+    """A non-zero exit of a not-yet-busy instance (killed, crashed) is no job taken: its job is served at once."""
+    store, index = _one_pool_store()
+    store.apply(ev.JobReported(Job("fake", 1, "acme/lib", ("ubuntu-latest",), JobState.QUEUED), 0.0), 0.0)
+    store.add_pending(Instance("rs-cpu-1", "cpu", "mem", S.PENDING, 0.0, 0.0))
+    store.apply(ev.Minted("rs-cpu-1", 7), 0.0)
+    store.apply(ev.InstanceObserved("mem", InstanceInfo("rs-cpu-1", InstanceStatus.EXITED, {}, exit_code=137)), 1.0)
+    assert store.instances["rs-cpu-1"].took_job_at is None
+    store.apply(ev.TornDown("rs-cpu-1"), 1.5)
+    assert store.claims == {}
+    assert [c.job.id for c in plan(store.snapshot(2.0), index).creates if c.job] == [1]
+
+
 def test_reports_older_than_a_teardown_do_not_bring_the_instance_back() -> None:
     """Late exit events and listings begun before the delete leave a torn-down instance gone; later listings do not."""
     store, _ = _one_pool_store()
