@@ -62,6 +62,7 @@ STANDIN = [
     "/opt/runner/runner.sh --interval 0.2 --polls 300; rc=$?; sleep 1; exit $rc",
 ]
 DELIVERY_TRIES = 20  # a forge gives up on a delivery after a few failures
+PROVIDER_CONCURRENCY = 8  # creates in flight at once
 
 
 # --- plumbing -------------------------------------------------------------------
@@ -252,7 +253,7 @@ def _config(
             {
                 "name": "docker",
                 "type": "docker",
-                "concurrency": 8,
+                "concurrency": PROVIDER_CONCURRENCY,
                 "create_timeout": "30s",
                 "options": {
                     "hosts": [{"name": "local", "url": docker_host}],
@@ -643,7 +644,9 @@ async def test_dockerd_restarted_mid_burst_with_scaler_running(
         assert max(started_names.values()) == 1, started_names
         left = {str(r["Names"][0]).lstrip("/") for r in await _containers(engine, controller_id)}
         assert left <= stuck, left
-        assert len(stuck) <= 2, stuck
+        # only a container the stopping engine was starting can be stuck: at
+        # most the creates in flight then (usually 0-2, 5 seen on a busy machine)
+        assert len(stuck) <= PROVIDER_CONCURRENCY, stuck
         assert srv.runners == {}
 
 
