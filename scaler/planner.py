@@ -23,12 +23,6 @@ from scaler.store import Snapshot
 S = InstanceState
 
 
-# How long an instance seen taking a job no report has named stands for one
-# queued job. The forge's in_progress report usually follows within a second;
-# if it was lost, guessing wrong delays a later job by at most this long,
-# while guessing the other way would start a runner nobody needs.
-
-
 @dataclass(frozen=True, slots=True)
 class Create:
     pool: str
@@ -106,6 +100,12 @@ class _PoolTally:
     took_bound: dict[int, int] = field(default_factory=dict)
     assigned: int = 0
     creates: int = 0
+
+    def count_took(self, bound_job: int | None) -> None:
+        if bound_job is not None:
+            self.took_bound[bound_job] = self.took_bound.get(bound_job, 0) + 1
+        else:
+            self.took += 1
 
 
 def _counts_against_caps(inst: Instance) -> bool:
@@ -242,10 +242,7 @@ def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally],
             continue
         t.live += 1
         if inst.took_job_at is not None and inst.took_job_at > took_after:
-            if inst.bound and inst.job_id is not None:
-                t.took_bound[inst.job_id] = t.took_bound.get(inst.job_id, 0) + 1
-            else:
-                t.took += 1
+            t.count_took(inst.job_id if inst.bound else None)
         if inst.state in NOT_YET_BUSY and inst.retire_reason is None:
             if not inst.bound:
                 t.free += 1
@@ -253,12 +250,8 @@ def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally],
                 t.bound_free.setdefault(inst.job_id, []).append(inst)
     for claim in snapshot.claims:  # the same guess, outliving a torn-down instance
         t = tallies.get(claim.pool)
-        if t is None or claim.took_at <= took_after:
-            continue
-        if claim.job_id is not None:
-            t.took_bound[claim.job_id] = t.took_bound.get(claim.job_id, 0) + 1
-        else:
-            t.took += 1
+        if t is not None and claim.took_at > took_after:
+            t.count_took(claim.job_id)
     return tallies, provider_live, total
 
 

@@ -298,12 +298,10 @@ class Store:
                 self._adopt(provider, info, now)
             return
         if info.status is InstanceStatus.EXITED:
-            err = None if not info.exit_code else f"exit code {info.exit_code}"
+            changes: dict[str, object] = {"last_error": f"exit code {info.exit_code}" if info.exit_code else None}
             if info.exit_code and inst.state in NOT_YET_BUSY:
-                # killed or crashed before anyone saw it busy: no job to stand for
-                self.move(inst.name, S.DONE, now, last_error=err, took_job_at=None)
-            else:
-                self.move(inst.name, S.DONE, now, last_error=err)
+                changes["took_job_at"] = None  # killed or crashed before anyone saw it busy: no job taken
+            self.move(inst.name, S.DONE, now, **changes)
         elif info.status is InstanceStatus.FAILED:
             self.move(inst.name, S.FAILED, now, last_error=info.reason or "failed on provider")
         elif inst.state is S.CREATING:

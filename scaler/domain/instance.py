@@ -53,7 +53,9 @@ class IllegalTransition(ValueError):
 
 
 # How long an instance seen taking a job (busy, or exited) that no report has
-# named yet stands for one queued job. Reports are usually a second behind.
+# named yet stands for one queued job. The forge's in_progress report usually
+# follows within a second; if it was lost, guessing wrong delays a later job by
+# at most this long, while guessing the other way starts a runner nobody needs.
 TOOK_JOB_GRACE = 10.0
 
 
