@@ -191,21 +191,49 @@ _libvirt_wait_ready() {
     return 1
 }
 
+# An interrupted run can leave a pidfile that names a dead (or reused) PID, or
+# a daemon of ours still running whose pidfile is gone. Both are settled here:
+# a daemon started with our --pid-file path is adopted (it holds the sockets a
+# fresh one would fail to bind), anything else stale is removed.
+_lv_settle_pidfile() { # pidfile name
+    local pid
+    _lv_alive "$1" "$2" && return 0
+    rm -f "$1"
+    pid="$(pgrep -o -f -- "$2 .*--pid-file $1" 2>/dev/null || true)"
+    if [ -n "$pid" ]; then
+        _lv_log "adopting $2 pid $pid left by an earlier run"
+        echo "$pid" >"$1"
+    fi
+}
+
+_lv_start_daemon() { # pidfile name log [env...] -- started with setsid, checked afterwards
+    local pidfile="$1" name="$2" out="$3" i
+    shift 3
+    _lv_settle_pidfile "$pidfile" "$name"
+    _lv_alive "$pidfile" "$name" && return 0
+    _lv_log "starting $name"
+    env "$@" setsid "$name" --daemon --pid-file "$pidfile" </dev/null >>"$out" 2>&1 || {
+        _lv_log "$name did not start; last lines of $out:"
+        tail -n 20 "$out" >&2
+        return 1
+    }
+    for i in $(seq 1 50); do
+        _lv_alive "$pidfile" "$name" && return 0
+        sleep 0.1
+    done
+    _lv_log "$name exited after starting; last lines of $out:"
+    tail -n 20 "$out" >&2
+    return 1
+}
+
 libvirt_start_daemons() {
     _lv_paths
-    mkdir -p "$_LV_DIR"
+    mkdir -p "$_LV_DIR" /run/libvirt
     # Never let libvirtd create the default network's bridge.
     rm -f /etc/libvirt/qemu/networks/autostart/default.xml
-    if ! _lv_alive "$_LV_VIRTLOGD_PID" virtlogd; then
-        _lv_log "starting virtlogd"
-        setsid virtlogd --daemon --pid-file "$_LV_VIRTLOGD_PID" </dev/null >>"$_LV_DIR/virtlogd.log" 2>&1 || return 1
-    fi
-    if ! _lv_alive "$_LV_LIBVIRTD_PID" libvirtd; then
-        _lv_log "starting libvirtd"
-        mkdir -p /run/libvirt
-        LIBVIRT_LOG_OUTPUTS="3:file:$_LV_DIR/libvirtd.log" \
-            setsid libvirtd --daemon --pid-file "$_LV_LIBVIRTD_PID" </dev/null >>"$_LV_DIR/libvirtd.out" 2>&1 || return 1
-    fi
+    _lv_start_daemon "$_LV_VIRTLOGD_PID" virtlogd "$_LV_DIR/virtlogd.log" || return 1
+    _lv_start_daemon "$_LV_LIBVIRTD_PID" libvirtd "$_LV_DIR/libvirtd.out" \
+        LIBVIRT_LOG_OUTPUTS="3:file:$_LV_DIR/libvirtd.log" || return 1
     _libvirt_wait_ready
 }
 
@@ -218,9 +246,12 @@ _lv_pool_running() { _lv_virsh pool-info "$1" 2>/dev/null | grep -q 'State:.*run
 _lv_pool_up() { # pool
     local i
     _lv_virsh pool-autostart --disable "$1" >/dev/null 2>&1 || true
+    local out
     for i in $(seq 1 25); do
         _lv_pool_running "$1" && return 0
-        _lv_virsh pool-start "$1" >/dev/null 2>&1 && return 0
+        out="$(_lv_virsh pool-start "$1" 2>&1)" && return 0
+        # started by libvirtd itself (autostart or restored state) meanwhile
+        case "$out" in *"already active"*) return 0 ;; esac
         sleep 0.2
     done
     _lv_pool_running "$1" && return 0
