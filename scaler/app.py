@@ -18,6 +18,7 @@ from scaler.domain.instance import InstanceState
 from scaler.domain.job import JobState
 from scaler.forges import build_forge
 from scaler.forges.base import ForgeAdapter
+from scaler.journal import Journal, attach, new_journal
 from scaler.loops import Heartbeats, Inbox, guarded_loop
 from scaler.plugins import build_providers
 from scaler.provider import Provider
@@ -72,6 +73,8 @@ class Scaler:
         self.deliveries = DeliveryCache(config.limits.delivery_cache_size)
         self.heartbeats = Heartbeats(self.clock)
         self.ready = False
+        # The job stories the UI shows; kept across leadership terms.
+        self.journal: Journal | None = new_journal(config, self.clock) if config.ui.on else None
         self._loops: list[asyncio.Task[None]] = []
         self._elector_task: asyncio.Task[None] | None = None
         self._fresh_state()
@@ -83,6 +86,8 @@ class Scaler:
         self.reconciler = Reconciler(*parts)
         self.collector = Collector(*parts)
         self.resync = Resync(self.forges, self.providers, self.clock, self.inbox)
+        if self.journal is not None:
+            attach(self.journal, self.store, self.reconciler)
 
     @property
     def leading(self) -> bool:

@@ -46,12 +46,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"ERROR   config: {p}", file=sys.stderr)
         return 2
+    host = args.host or config.server.host
     try:
         scaler = Scaler(config, elector=_elector(config))
+        app = create_app(scaler)
     except (ValueError, OSError) as exc:  # e.g. a missing secret file
         print(f"ERROR   {exc}", file=sys.stderr)
         return 2
-    host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     for forge in config.forges:
         if forge.insecure_pass_registration_token:
@@ -60,7 +61,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 forge=forge.name,
             )
     log.info("listening", url=f"http://{host}:{port}", webhooks=[f"/webhooks/{f.name}" for f in config.forges])
-    uvicorn.run(create_app(scaler), host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    if config.ui.on:
+        from scaler.web.ui import ui_warnings
+
+        log.info(
+            "operator UI", url=f"http://{host}:{port}/ui/", enabled=str(config.ui.enabled), auth=bool(config.ui.auth)
+        )
+        for warning in ui_warnings(scaler, host):
+            log.warning(warning)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
     return 0
 
 
@@ -120,7 +129,21 @@ def _secret_findings(config: Config) -> list[Finding]:
                     "insecure_pass_registration_token: instances get a reusable registration token",
                 )
             )
-    return out
+    return out + _ui_findings(config)
+
+
+def _ui_findings(config: Config) -> list[Finding]:
+    auth = config.ui.auth
+    if auth is None:
+        return []
+    try:
+        auth.secret()
+    except ValueError as exc:
+        return [Finding("error", "ui.auth", str(exc))]
+    path = auth.password_file or auth.token_file
+    if path is not None and readable_by_others(path):
+        return [Finding("warning", "ui.auth", f"secret file {path} is readable by group or others (chmod 600)")]
+    return []
 
 
 async def _probe(config: Config) -> list[Finding]:

@@ -233,6 +233,66 @@ class LeaderElection(_Model):
     context: str | None = None
 
 
+class UIAuth(_Model):
+    """Who may read ``/ui``: HTTP basic (a username and a password) or a
+    bearer token, the secret from a file or an environment variable."""
+
+    type: Literal["basic", "bearer"]
+    username: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[^:\s]+$")
+    password_file: Path | None = None
+    password_env: str | None = None
+    token_file: Path | None = None
+    token_env: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> UIAuth:
+        key = "password" if self.type == "basic" else "token"
+        other = "token" if self.type == "basic" else "password"
+        if self.type == "basic" and not self.username:
+            raise ValueError("username: basic auth needs a username")
+        if self.type == "bearer" and self.username:
+            raise ValueError("username: only for type basic")
+        if (getattr(self, f"{key}_file") is None) == (getattr(self, f"{key}_env") is None):
+            raise ValueError(f"{key}_file: {self.type} auth needs exactly one of {key}_file or {key}_env")
+        if getattr(self, f"{other}_file") is not None or getattr(self, f"{other}_env") is not None:
+            raise ValueError(f"{other}_file: not used by {self.type} auth (it takes {key}_file or {key}_env)")
+        return self
+
+    def secret(self) -> Secret:
+        key = "password" if self.type == "basic" else "token"
+        path, env = getattr(self, f"{key}_file"), getattr(self, f"{key}_env")
+        return read_secret_file(path) if path is not None else read_secret_env(env)
+
+
+class UIConfig(_Model):
+    """The operator pages at ``/ui`` (read-only)."""
+
+    # auto: served to loopback clients only (a port-forward, a browser on the
+    # host); true: to every client (put auth in front); false: not served.
+    enabled: Literal["auto"] | bool = "auto"
+    auth: UIAuth | None = None
+    refresh: Duration = 1.0  # how often open pages fetch fresh content
+    sample_interval: Duration = 10.0  # queue depth / job wait chart resolution (one hour kept)
+    check_interval: Duration = 60.0  # re-probe forges and providers (`check`) while a page is open; 0: never
+    journal_jobs: int = Field(default=2000, ge=10, le=100_000)  # job stories kept
+    journal_entries: int = Field(default=32, ge=8, le=256)  # entries per story
+    page_rows: int = Field(default=500, ge=10, le=5000)  # rows per table
+
+    @model_validator(mode="after")
+    def _bounds(self) -> UIConfig:
+        if not 0.25 <= self.refresh <= 2.0:
+            raise ValueError(f"refresh: must be between 250ms and 2s (got {self.refresh:g}s)")
+        if not 1.0 <= self.sample_interval <= 300.0:
+            raise ValueError(f"sample_interval: must be between 1s and 5m (got {self.sample_interval:g}s)")
+        if self.check_interval and self.check_interval < 10.0:
+            raise ValueError(f"check_interval: must be 0 (never) or at least 10s (got {self.check_interval:g}s)")
+        return self
+
+    @property
+    def on(self) -> bool:
+        return self.enabled is not False
+
+
 class Config(_Model):
     controller_id: Name = "runner-scaler"
     forges: tuple[ForgeConfig, ...] = Field(min_length=1)
@@ -243,6 +303,7 @@ class Config(_Model):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
     leader_election: LeaderElection = LeaderElection()
+    ui: UIConfig = UIConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scaler.config import Config
+from scaler.config import Config, ForgeConfig
+from scaler.domain.job import Job
 from scaler.domain.labels import GITHUB_IMPLICIT, labels_match
 from scaler.errors import MalformedDelivery
 from scaler.forges.base import Delivery
@@ -89,29 +90,36 @@ def explain(delivery: Mapping[str, Any], config: Config | None = None) -> dict[s
     if not forges:
         out["reason"] = f"no forge of type {kind} in the config"
         return out
-    job = parsed.job
+    out["pool"], out["reason"] = explain_job(parsed.job, config, forges)
+    return out
+
+
+def explain_job(job: Job, config: Config, forges: Sequence[ForgeConfig] | None = None) -> tuple[str | None, str]:
+    """Which pool serves a parsed job, and why (or why none does): the pool's
+    name or None, and the reason. ``forges``: the forges whose pools may take
+    it (default: the job's own forge). The web UI asks this for a job that
+    got no pool."""
+    if forges is None:
+        forges = [f for f in config.forges if f.name == job.forge]
+    kind = forges[0].type if forges else ""
     implicit = GITHUB_IMPLICIT if kind == "github" else frozenset()
     names = {f.name for f in forges}
     pools = sorted((p for p in config.pools if p.forge in names), key=lambda p: -p.priority)
     label_ok = [p for p in pools if labels_match(job.labels, p.labels, implicit=implicit)]
     if not label_ok:
         have = {p.name: sorted(p.label_names) for p in pools}
-        out["reason"] = f"no label match: job wants {sorted(set(job.labels))}; pools offer {have}"
-        return out
+        return None, f"no label match: job wants {sorted(set(job.labels))}; pools offer {have}"
     allowed = [p for p in label_ok if p.allow_list.allows(job.repository)]
     if not allowed:
-        out["reason"] = (
+        return None, (
             f"repository not allowed: {job.repository} is not in the allow-list of "
             + ", ".join(f"{p.name} {list(p.repositories)}" for p in label_ok)
         )
-        return out
     pool = allowed[0]
-    out["pool"] = pool.name
-    out["reason"] = (
+    return pool.name, (
         f"labels {sorted(set(job.labels))} are served by pool {pool.name} (priority {pool.priority}) "
         f"and {job.repository} is allowed"
     )
-    return out
 
 
 def _repo(body: Any) -> str | None:
@@ -157,4 +165,4 @@ def add_explain_subcommand(subparsers: Any) -> None:
     p.set_defaults(func=cmd_explain)
 
 
-__all__ = ["add_explain_subcommand", "cmd_explain", "detect_forge", "explain"]
+__all__ = ["add_explain_subcommand", "cmd_explain", "detect_forge", "explain", "explain_job"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -55,6 +55,7 @@ class Reconciler:
     clock: Clock
     inbox: Inbox
     on_pass: object = None
+    on_plan: Callable[[Plan], None] | None = None  # told of every plan (the UI's journal)
 
     def __post_init__(self) -> None:
         self.index = PoolIndex(self.config)
@@ -96,6 +97,8 @@ class Reconciler:
         if result is None:
             result = plan(self.store.snapshot(now), self.index)
             self._last_full = now
+        if self.on_plan is not None:
+            self.on_plan(result)
         added = self._apply(result, now)
         self._dispatch(added if incremental else None, now)
         self.last_plan = result

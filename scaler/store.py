@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -72,6 +73,15 @@ class Snapshot:
 JobStartedHook = Callable[[Job, "Instance | None"], None]
 
 
+class StoreObserver(Protocol):
+    """Told of every job and instance change (the UI's journal); must not
+    write the store."""
+
+    def job_changed(self, old: Job | None, new: Job) -> None: ...
+
+    def instance_changed(self, old: Instance | None, new: Instance) -> None: ...
+
+
 @dataclass
 class Store:
     config: Config
@@ -85,6 +95,7 @@ class Store:
     providers: dict[str, ProviderHealth] = field(default_factory=dict)
     forge_lists_jobs: dict[str, bool] = field(default_factory=dict)
     on_job_started: JobStartedHook | None = None
+    observer: StoreObserver | None = None
     # Keys of the in-progress jobs, so a pass never scans every job (finished
     # ones are kept for ``tombstone_ttl`` and outnumber the live ones).
     in_progress: dict[tuple[str, int], None] = field(default_factory=dict)
@@ -129,6 +140,8 @@ class Store:
     def add_pending(self, inst: Instance) -> None:
         self.instances[inst.name] = inst
         self.tombstones.pop(inst.name, None)
+        if self.observer is not None:
+            self.observer.instance_changed(None, inst)
 
     def apply(self, event: ev.Event, now: float) -> None:
         handler = _HANDLERS[type(event)]
@@ -149,12 +162,16 @@ class Store:
                 self.claims[name] = Claim(inst.pool, inst.took_job_at, inst.job_id if inst.bound else None)
         else:
             self.instances[name] = new
+        if self.observer is not None:
+            self.observer.instance_changed(inst, new)
         return new
 
     def update(self, name: str, **changes: object) -> None:
         inst = self.instances.get(name)
         if inst is not None:
-            self.instances[name] = dataclasses.replace(inst, **changes)  # type: ignore[arg-type]
+            new = self.instances[name] = dataclasses.replace(inst, **changes)  # type: ignore[arg-type]
+            if self.observer is not None:
+                self.observer.instance_changed(inst, new)
 
     def expire(self, now: float) -> bool:
         """Forget what can no longer matter, so memory stays bounded: finished
@@ -207,6 +224,8 @@ class Store:
             self.in_progress[job.key] = None
         else:
             self.in_progress.pop(job.key, None)
+        if self.observer is not None and (old is None or old.state is not new.state):
+            self.observer.job_changed(old, new)
         self._job_to_instance(old, new, now)
 
     def _job_to_instance(self, old: Job | None, new: Job, now: float) -> None:

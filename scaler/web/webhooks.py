@@ -16,6 +16,7 @@ from scaler import metrics
 from scaler.app import Scaler
 from scaler.errors import WebhookError
 from scaler.events import JobReported
+from scaler.forges.base import Delivery
 
 log = structlog.get_logger("scaler.webhooks")
 
@@ -83,13 +84,12 @@ async def receive(request: Request) -> Response:
 
 
 def _accept(scaler: Scaler, name: str, delivery: object) -> Response:
-    from scaler.forges.base import Delivery
-
     assert isinstance(delivery, Delivery)
     event = delivery.event or "unknown"
     dedupe_key = f"{name}:{delivery.delivery_id}" if delivery.delivery_id else None
     if dedupe_key is not None and scaler.deliveries.seen(dedupe_key):
         log.info("webhook duplicate ignored", forge=name, delivery=delivery.delivery_id)
+        _journal(scaler, delivery, "duplicate")
         return _reply(name, event, "duplicate", 200)
     if delivery.job is None:
         log.debug("webhook ignored", forge=name, webhook_event=event, reason=delivery.ignored)
@@ -97,11 +97,26 @@ def _accept(scaler: Scaler, name: str, delivery: object) -> Response:
     job = delivery.job
     if job.runner_name not in scaler.store.instances and not scaler.reconciler.index.candidates(job):
         log.info("webhook for a job no pool serves", forge=name, job=job.id, repository=job.repository)
+        _journal(scaler, delivery, "not_served")
         return _reply(name, event, "not_served", 200, reason="no pool serves this repository and labels")
     if not scaler.inbox.offer(JobReported(job, scaler.clock.now(), delivery.delivery_id)):
         log.warning("event queue full, delivery refused", forge=name, job=job.id)
+        _journal(scaler, delivery, "queue_full")
         return _reply(name, event, "queue_full", 503, error="event queue full; retry later")
     if dedupe_key is not None:
         scaler.deliveries.add(dedupe_key)
     log.debug("webhook accepted", forge=name, delivery=delivery.delivery_id, job=job.id, state=str(job.state))
+    _journal(scaler, delivery, "accepted")
     return _reply(name, event, "accepted", 202)
+
+
+def _journal(scaler: Scaler, delivery: Delivery, result: str) -> None:
+    """Tell the UI's journal (a job's story starts with its deliveries; one
+    no pool serves is kept nowhere else)."""
+    if scaler.journal is None or delivery.job is None:
+        return
+    if result == "not_served":
+        why = scaler.journal.why(delivery.job) or "no pool serves its repository and labels"
+        scaler.journal.not_served(delivery.job, why, delivery.delivery_id)
+    else:
+        scaler.journal.delivery(delivery.job, result, delivery.delivery_id)

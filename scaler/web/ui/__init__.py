@@ -1,0 +1,144 @@
+"""``/ui``: read-only operator pages, served by the scaler itself.
+
+Server-rendered (Jinja2, autoescaped) with htmx 2 (vendored in ``static/``)
+fetching each page's live part again every ``ui.refresh``: no build step, no
+inline script or style, nothing the browser renders from JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route, Router
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from scaler.app import Scaler
+from scaler.loops import guarded_loop
+from scaler.web.ui import jobs as job_views
+from scaler.web.ui import views
+from scaler.web.ui.gate import Gate, credentials, is_loopback
+from scaler.web.ui.history import History, take_sample
+from scaler.web.ui.probes import Probes
+
+HERE = Path(__file__).parent
+HTMX = "htmx-2.0.11.min.js"
+SAMPLER = "ui-sampler"
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,  # every value is escaped; nothing is marked safe
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+class UI:
+    def __init__(self, scaler: Scaler) -> None:
+        self.scaler = scaler
+        self.settings = scaler.config.ui
+        self.history = History(self.settings.sample_interval)
+        self.probes = Probes(scaler, self.settings.check_interval)
+        self.templates = Jinja2Templates(env=_env())
+        self._task: asyncio.Task[None] | None = None
+
+    # --- life cycle (the web app's lifespan) -------------------------------
+
+    async def start(self) -> None:
+        async def sample() -> None:
+            take_sample(self.scaler, self.history)
+
+        loop = guarded_loop(SAMPLER, self.settings.sample_interval, sample, self.scaler.heartbeats)
+        self._task = asyncio.create_task(loop, name=SAMPLER)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.scaler.heartbeats.unregister(SAMPLER)
+        await self.probes.close()
+
+    # --- routes ------------------------------------------------------------
+
+    def mount(self) -> Mount:
+        router = Router(
+            routes=[
+                Route("/", self.overview),
+                Route("/instances", self.instances),
+                Route("/jobs", self.jobs),
+                Route("/jobs/{forge}/{job_id:int}", self.job),
+                Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+            ]
+        )
+        return Mount("/ui", app=Gate(router, self.settings, credentials(self.settings)))
+
+    def _render(self, request: Request, page: str, context: dict[str, Any], status: int = 200) -> Response:
+        live = request.headers.get("hx-request") == "true"
+        query = request.url.query
+        scaler = self.scaler
+        context = {
+            **context,
+            "page": page,
+            "controller": scaler.config.controller_id,
+            "refresh": f"{round(self.settings.refresh * 1000)}ms",
+            "live_url": request.url.path + (f"?{query}" if query else ""),
+            "htmx": HTMX,
+            "leading": scaler.leading,
+            "ready": scaler.ready,
+            "journal_size": len(scaler.journal) if scaler.journal is not None else 0,
+        }
+        name = f"_{page}.html" if live else f"{page}.html"
+        response = self.templates.TemplateResponse(request, name, context, status_code=status)
+        response.headers["vary"] = "HX-Request"
+        return response
+
+    async def overview(self, request: Request) -> Response:
+        self.probes.ask()
+        return self._render(request, "overview", views.overview(self.scaler, self.history, self.probes))
+
+    async def instances(self, request: Request) -> Response:
+        pool, state = _param(request, "pool"), _param(request, "state")
+        data = views.instances(self.scaler, pool, state, self.settings.page_rows)
+        return self._render(request, "instances", data)
+
+    async def jobs(self, request: Request) -> Response:
+        pool, state = _param(request, "pool"), _param(request, "state")
+        data = job_views.jobs(self.scaler, state, pool, self.settings.page_rows)
+        return self._render(request, "jobs", data)
+
+    async def job(self, request: Request) -> Response:
+        forge, job_id = request.path_params["forge"], request.path_params["job_id"]
+        data = job_views.story(self.scaler, forge, job_id)
+        if data is None:
+            return PlainTextResponse(
+                f"no job {job_id} of forge {forge!r} is known (the journal keeps recent jobs only)\n", 404
+            )
+        return self._render(request, "job", data)
+
+
+def _param(request: Request, name: str) -> str | None:
+    # Only used to compare with known names; bounded so a hostile URL is cheap.
+    value = request.query_params.get(name, "")[:100]
+    return value or None
+
+
+def ui_warnings(scaler: Scaler, host: str) -> list[str]:
+    """What ``serve`` logs at start about how the UI is exposed."""
+    ui = scaler.config.ui
+    if ui.enabled is True and ui.auth is None and not is_loopback(host):
+        return ["ui.enabled is true without ui.auth on a non-loopback listener: anyone who reaches it can read /ui"]
+    return []
+
+
+__all__ = ["UI", "ui_warnings"]

@@ -1,0 +1,200 @@
+"""Read models for the jobs page and one job's story: the journal's stories
+joined with the store's live jobs, each with the pool decision and, for a
+job without a runner, why (``scaler.explain.explain_job``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from scaler.app import Scaler
+from scaler.config import PoolConfig
+from scaler.domain.job import Job, JobState
+from scaler.explain import explain_job
+from scaler.journal import Key, Story
+from scaler.web.ui.fmt import age, clock_time, iso, masked
+from scaler.web.ui.views import S
+
+# Waiting first (what an operator came for), then running, then finished.
+_GROUP = {"unserved": 0, "queued": 1, "in_progress": 2, "completed": 3, "gone": 4}
+FILTERS = ("waiting", "queued", "unserved", "in_progress", "completed", "gone")
+
+
+class Caps:
+    """Why a matched job has no pool now: each candidate pool's limit."""
+
+    def __init__(self, scaler: Scaler, now: float) -> None:
+        store, config = scaler.store, scaler.config
+        self.live = Counter(i.pool for i in store.instances.values() if i.state is not S.FAILED or i.provisioned)
+        self.by_provider = Counter(i.provider for i in store.instances.values())
+        self.total = len(store.instances)
+        self.limit = config.limits.max_instances
+        self.caps = {p.name: p.max_instances for p in config.providers}
+        self.unavailable = {n for n, h in store.providers.items() if not h.synced or h.unhealthy_until > now}
+
+    def why_held(self, candidates: tuple[PoolConfig, ...]) -> str:
+        parts = []
+        for p in candidates:
+            cap = self.caps.get(p.provider)
+            if p.provider in self.unavailable:
+                parts.append(f"{p.name}: provider {p.provider} unavailable (not listed yet or failing)")
+            elif self.live[p.name] >= p.max:
+                parts.append(f"{p.name}: at its max ({self.live[p.name]}/{p.max})")
+            elif cap is not None and self.by_provider[p.provider] >= cap:
+                parts.append(f"{p.name}: provider {p.provider} at its cap ({self.by_provider[p.provider]}/{cap})")
+            elif self.total >= self.limit:
+                parts.append(f"{p.name}: global cap limits.max_instances reached ({self.total}/{self.limit})")
+            else:
+                parts.append(f"{p.name}: has room; the next plan places it")
+        return "; ".join(parts)
+
+
+def _job_of(story: Story | None, job: Job | None, key: Key) -> Job:
+    if job is not None:
+        return job
+    assert story is not None
+    return Job(key[0], key[1], story.repository, story.labels, JobState.QUEUED)
+
+
+def _state(story: Story | None, job: Job | None) -> str:
+    if job is not None:
+        return str(job.state)
+    assert story is not None
+    if story.state == "queued" and any(e.kind == "queued" for e in story.entries):
+        return "gone"  # the store saw it queued and has forgotten it: it left the forge's queue
+    return story.state
+
+
+class _Decider:
+    def __init__(self, scaler: Scaler, now: float) -> None:
+        self.scaler = scaler
+        self.caps = Caps(scaler, now)
+        self.decisions = scaler.journal.decisions if scaler.journal is not None else {}
+        self._why: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+    def explain(self, job: Job) -> str:
+        k = (job.forge, job.repository, job.labels)
+        if k not in self._why:
+            self._why[k] = explain_job(job, self.scaler.config)[1]
+        return self._why[k]
+
+    def decide(self, state: str, job: Job, story: Story | None) -> tuple[str, str, str | None]:
+        """(kind, text, pool) of the pool decision for one job."""
+        store = self.scaler.store
+        runner = job.runner_name or (story.runner_name if story else None)
+        if state in ("in_progress", "completed"):
+            inst = store.instances.get(runner or "")
+            pool = inst.pool if inst else (story.pool if story else None)
+            where = f"pool {pool}" if pool else "a runner"
+            return "ran", f"ran on {where}" + (f" · runner {runner}" if runner else ""), pool
+        if state == "gone":
+            return "gone", "left the forge's queue before any report (taken elsewhere or cancelled)", None
+        pool = self.decisions.get(job.key)
+        if pool is not None:
+            return "pool", f"given to pool {pool}", pool
+        candidates = self.scaler.reconciler.index.candidates(job)
+        if not candidates:
+            why = story.why if story is not None and story.why else self.explain(job)
+            return "unserved", f"no pool serves it: {why}", None
+        return "held", f"held back — {self.caps.why_held(candidates)}", candidates[0].name
+
+
+def _row(d: _Decider, key: Key, story: Story | None, job: Job | None, now: float) -> dict[str, Any]:
+    state = _state(story, job)
+    j = _job_of(story, job, key)
+    kind, text, pool = d.decide(state, j, story)
+    queued_at = (story.queued_at if story else None) or j.queued_at
+    started_at = j.started_at or (story.started_at if story else None)
+    completed_at = j.completed_at or (story.completed_at if story else None)
+    if queued_at is None:
+        wait = None
+    elif started_at is not None:
+        wait = started_at - queued_at
+    else:
+        wait = None if state in ("completed", "gone") else now - queued_at
+    instance = (story.instance if story else None) or j.runner_name
+    return {
+        "forge": key[0],
+        "id": key[1],
+        "repository": j.repository,
+        "labels": ", ".join(j.labels),
+        "state": "unserved" if kind == "unserved" and state == "queued" else state,
+        "decision": kind,
+        "text": masked(text),
+        "pool": pool,
+        "wait": age(now - wait, now) if wait is not None else "",
+        "wait_s": wait or 0.0,
+        "waiting": started_at is None and state in ("queued", "unserved"),
+        "instance": instance,
+        "instance_live": instance in d.scaler.store.instances if instance else False,
+        "queued_at": clock_time(queued_at, now),
+        "updated": age(
+            max(filter(None, (story.updated_at if story else None, queued_at, started_at, completed_at)), default=now),
+            now,
+        ),
+    }
+
+
+def _keys(scaler: Scaler) -> dict[Key, Story | None]:
+    found: dict[Key, Story | None] = {}
+    if scaler.journal is not None:
+        found = {s.key: s for s in scaler.journal.stories()}
+    for key in (*scaler.store.queued_seen, *scaler.store.in_progress):
+        found.setdefault(key, None)
+    return found
+
+
+def jobs(scaler: Scaler, state: str | None, pool: str | None, limit: int) -> dict[str, Any]:
+    now = scaler.clock.now()
+    d = _Decider(scaler, now)
+    rows = [_row(d, key, story, scaler.store.jobs.get(key), now) for key, story in _keys(scaler).items()]
+    counts = Counter(r["state"] for r in rows)
+    if state == "waiting":
+        rows = [r for r in rows if r["waiting"]]
+    elif state:
+        rows = [r for r in rows if r["state"] == state]
+    if pool:
+        rows = [r for r in rows if r["pool"] == pool]
+    rows.sort(key=lambda r: (_GROUP.get(r["state"], 9), -r["wait_s"] if r["waiting"] else 0.0))
+    counts["waiting"] = counts["queued"] + counts["unserved"]
+    return {
+        "rows": rows[:limit],
+        "matching": len(rows),
+        "state": state or "",
+        "pool": pool or "",
+        "pools": [p.name for p in scaler.config.pools],
+        "filters": [(f, counts.get(f, 0)) for f in FILTERS],
+    }
+
+
+def story(scaler: Scaler, forge: str, job_id: int) -> dict[str, Any] | None:
+    now = scaler.clock.now()
+    key = (forge, job_id)
+    found = scaler.journal.story(forge, job_id) if scaler.journal is not None else None
+    job = scaler.store.jobs.get(key)
+    if found is None and job is None:
+        return None
+    d = _Decider(scaler, now)
+    row = _row(d, key, found, job, now)
+    entries = found.entries if found is not None else []
+    first = entries[0].at if entries else now
+    inst = scaler.store.instances.get(row["instance"] or "")
+    no_runner = row["state"] in ("queued", "unserved", "gone") and row["decision"] != "ran"
+    return {
+        **row,
+        "entries": [
+            {
+                "at": clock_time(e.at, now),
+                "iso": iso(e.at),
+                "offset": f"+{e.at - first:.1f} s",
+                "kind": e.kind,
+                "text": masked(e.text),
+            }
+            for e in entries
+        ],
+        "elided": found.elided if found is not None else 0,
+        "journal": found is not None,
+        "instance_state": str(inst.state) if inst is not None else None,
+        "runner_id": inst.runner_id if inst is not None else None,
+        "explain": masked(d.explain(_job_of(found, job, key))) if no_runner else None,
+    }
