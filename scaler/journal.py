@@ -62,6 +62,7 @@ class Story:
     pool: str | None = None  # the pool the last plan gave it to
     decided: bool = False  # a plan has looked at it
     instance: str | None = None
+    runner_id: int | None = None
     runner_name: str | None = None
     why: str | None = None  # explain's answer when no pool serves it
     updated_at: float = 0.0
@@ -207,6 +208,8 @@ class Journal:
                 self._trails.popitem(last=False)
         if trail.key is None and new.job_id is not None:
             self._tie(new.name, trail, (self._forge_of_pool.get(new.pool, ""), new.job_id))
+        if trail.key is not None and new.runner_id is not None and (story := self._stories.get(trail.key)):
+            story.runner_id = new.runner_id
         text = _instance_text(old, new, self.clock.now())
         if text is not None:
             self._trail_add(trail, *text)

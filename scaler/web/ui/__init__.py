@@ -97,6 +97,7 @@ class UI:
             "leading": scaler.leading,
             "ready": scaler.ready,
             "journal_size": len(scaler.journal) if scaler.journal is not None else 0,
+            "journal_max": self.settings.journal_jobs,
         }
         name = f"_{page}.html" if live else f"{page}.html"
         response = self.templates.TemplateResponse(request, name, context, status_code=status)

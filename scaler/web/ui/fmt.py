@@ -9,14 +9,15 @@ from scaler.journal import seconds
 from scaler.logging import _scrub  # the log redactor's masking: the pages mask what the logs mask
 
 
-def clock_time(at: float | None, now: float) -> str:
-    """UTC wall time; with the date when it is not today."""
+def clock_time(at: float | None, now: float, *, precise: bool = False) -> str:
+    """UTC wall time (``precise``: to the millisecond); with the date when it is not today."""
     if at is None:
         return ""
     when = datetime.fromtimestamp(at, UTC)
+    text = when.strftime("%H:%M:%S") + (f".{when.microsecond // 1000:03d}" if precise else "")
     if datetime.fromtimestamp(now, UTC).date() != when.date():
-        return when.strftime("%Y-%m-%d %H:%M:%S")
-    return when.strftime("%H:%M:%S")
+        return f"{when:%Y-%m-%d} {text}"
+    return text
 
 
 def iso(at: float | None) -> str:

@@ -40,29 +40,49 @@ class History:
     def series(self, pool: str, now: float) -> list[Sample]:
         return [s for s in self._pools.get(pool, ()) if s.at >= now - self.window]
 
+    def start(self, now: float) -> float:
+        """Where the charts' time axis begins: an hour ago, or (younger) when
+        sampling began, with at least 30 samples' worth shown."""
+        first = min((ring[0].at for ring in self._pools.values() if ring), default=now)
+        return max(now - self.window, min(first, now - 30 * self.every))
 
-def oldest_waiting(scaler: Scaler, now: float) -> dict[str, float]:
-    """Per pool, the age of its longest-waiting queued job: the pool the last
-    plan gave it to, else the first pool that may serve it (held back)."""
+
+@dataclass(slots=True)
+class PoolQueue:
+    """One pool's share of the queued jobs, from the last plan's decisions."""
+
+    assigned: int = 0  # given to this pool
+    held: int = 0  # it may serve them, but no pool had room (counted at the first that may)
+    oldest: float = 0.0  # how long the longest-waiting of them has waited
+
+
+def queue_by_pool(scaler: Scaler, now: float) -> dict[str, PoolQueue]:
     decisions = scaler.journal.decisions if scaler.journal is not None else {}
-    oldest: dict[str, float] = {}
+    out: dict[str, PoolQueue] = {}
     for job in scaler.store.queued_jobs():
         pool = decisions.get(job.key)
+        held = pool is None
         if pool is None:
             candidates = scaler.reconciler.index.candidates(job)
-            pool = candidates[0].name if candidates else None
-        if pool is not None and job.queued_at is not None:
-            oldest[pool] = max(oldest.get(pool, 0.0), now - job.queued_at)
-    return oldest
+            if not candidates:
+                continue  # unserved: no pool's business
+            pool = candidates[0].name
+        q = out.get(pool)
+        if q is None:
+            q = out[pool] = PoolQueue()
+        q.held += held
+        q.assigned += not held
+        if job.queued_at is not None:
+            q.oldest = max(q.oldest, now - job.queued_at)
+    return out
 
 
 def take_sample(scaler: Scaler, history: History) -> None:
     now = scaler.clock.now()
     stats = scaler.pool_stats()
-    oldest = oldest_waiting(scaler, now)
+    queues = queue_by_pool(scaler, now)
     started = scaler.journal.take_waits() if scaler.journal is not None else {}
     for name, pool in stats.items():
         queued = pool.get("queued")
-        history.add(
-            name, Sample(now, int(queued) if isinstance(queued, int) else 0, oldest.get(name, 0.0), started.get(name))
-        )
+        oldest = queues[name].oldest if name in queues else 0.0
+        history.add(name, Sample(now, int(queued) if isinstance(queued, int) else 0, oldest, started.get(name)))

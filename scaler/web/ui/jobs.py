@@ -15,8 +15,9 @@ from scaler.journal import Key, Story
 from scaler.web.ui.fmt import age, clock_time, iso, masked
 from scaler.web.ui.views import S
 
-# Waiting first (what an operator came for), then running, then finished.
-_GROUP = {"unserved": 0, "queued": 1, "in_progress": 2, "completed": 3, "gone": 4}
+# Waiting first, longest wait first (what an operator came for), then
+# running, then finished, the latest news first.
+_GROUP = {"unserved": 0, "queued": 0, "in_progress": 1, "completed": 2, "gone": 3}
 FILTERS = ("waiting", "queued", "unserved", "in_progress", "completed", "gone")
 
 
@@ -95,7 +96,7 @@ class _Decider:
         candidates = self.scaler.reconciler.index.candidates(job)
         if not candidates:
             why = story.why if story is not None and story.why else self.explain(job)
-            return "unserved", f"no pool serves it: {why}", None
+            return "unserved", f"no pool serves it: {why}", None  # the table shows the head, the story all
         return "held", f"held back — {self.caps.why_held(candidates)}", candidates[0].name
 
 
@@ -113,6 +114,8 @@ def _row(d: _Decider, key: Key, story: Story | None, job: Job | None, now: float
     else:
         wait = None if state in ("completed", "gone") else now - queued_at
     instance = (story.instance if story else None) or j.runner_name
+    news = (story.updated_at if story else None, queued_at, started_at, completed_at)
+    last = max((t for t in news if t is not None), default=now)
     return {
         "forge": key[0],
         "id": key[1],
@@ -121,6 +124,8 @@ def _row(d: _Decider, key: Key, story: Story | None, job: Job | None, now: float
         "state": "unserved" if kind == "unserved" and state == "queued" else state,
         "decision": kind,
         "text": masked(text),
+        # explain's reason up to its own colon: "no label match", "repository not allowed"
+        "short": masked(":".join(text.split(":", 2)[:2])) if kind == "unserved" else "",
         "pool": pool,
         "wait": age(now - wait, now) if wait is not None else "",
         "wait_s": wait or 0.0,
@@ -128,10 +133,8 @@ def _row(d: _Decider, key: Key, story: Story | None, job: Job | None, now: float
         "instance": instance,
         "instance_live": instance in d.scaler.store.instances if instance else False,
         "queued_at": clock_time(queued_at, now),
-        "updated": age(
-            max(filter(None, (story.updated_at if story else None, queued_at, started_at, completed_at)), default=now),
-            now,
-        ),
+        "last": last,
+        "updated": age(last, now),
     }
 
 
@@ -155,7 +158,7 @@ def jobs(scaler: Scaler, state: str | None, pool: str | None, limit: int) -> dic
         rows = [r for r in rows if r["state"] == state]
     if pool:
         rows = [r for r in rows if r["pool"] == pool]
-    rows.sort(key=lambda r: (_GROUP.get(r["state"], 9), -r["wait_s"] if r["waiting"] else 0.0))
+    rows.sort(key=lambda r: (_GROUP.get(r["state"], 9), -r["wait_s"] if r["waiting"] else -r["last"]))
     counts["waiting"] = counts["queued"] + counts["unserved"]
     return {
         "rows": rows[:limit],
@@ -177,16 +180,16 @@ def story(scaler: Scaler, forge: str, job_id: int) -> dict[str, Any] | None:
     d = _Decider(scaler, now)
     row = _row(d, key, found, job, now)
     entries = found.entries if found is not None else []
-    first = entries[0].at if entries else now
+    zero = (found.queued_at if found is not None else None) or (entries[0].at if entries else now)
     inst = scaler.store.instances.get(row["instance"] or "")
     no_runner = row["state"] in ("queued", "unserved", "gone") and row["decision"] != "ran"
     return {
         **row,
         "entries": [
             {
-                "at": clock_time(e.at, now),
+                "at": clock_time(e.at, now, precise=True),
                 "iso": iso(e.at),
-                "offset": f"+{e.at - first:.1f} s",
+                "offset": f"{e.at - zero:+.1f} s",
                 "kind": e.kind,
                 "text": masked(e.text),
             }
@@ -195,6 +198,8 @@ def story(scaler: Scaler, forge: str, job_id: int) -> dict[str, Any] | None:
         "elided": found.elided if found is not None else 0,
         "journal": found is not None,
         "instance_state": str(inst.state) if inst is not None else None,
-        "runner_id": inst.runner_id if inst is not None else None,
+        "runner_id": inst.runner_id
+        if inst is not None and inst.runner_id is not None
+        else (found.runner_id if found else None),
         "explain": masked(d.explain(_job_of(found, job, key))) if no_runner else None,
     }

@@ -11,10 +11,11 @@ from typing import Any
 
 from scaler.app import Scaler
 from scaler.domain.instance import InstanceState
+from scaler.durations import format_duration
 from scaler.journal import seconds
 from scaler.web.ui.charts import Chart, chart
 from scaler.web.ui.fmt import age, masked
-from scaler.web.ui.history import History, oldest_waiting
+from scaler.web.ui.history import History, PoolQueue, queue_by_pool
 from scaler.web.ui.probes import Probes
 
 S = InstanceState
@@ -86,12 +87,15 @@ def provider_rows(scaler: Scaler, now: float) -> list[dict[str, Any]]:
     return rows
 
 
-def _pool_row(stats: dict[str, Any], history: History, oldest: dict[str, float], now: float) -> dict[str, Any]:
+def _pool_row(stats: dict[str, Any], history: History, q: PoolQueue | None, now: float) -> dict[str, Any]:
+    """One pool: ``pool_stats()``'s keys where it has them, the journal's
+    decisions where it does not (yet)."""
     name = stats["name"]
+    q = q or PoolQueue()
     inst = {k: int(v) for k, v in (stats.get("instances") or {}).items() if isinstance(v, int)}
     live = sum(inst.values())
     series = history.series(name, now)
-    start = now - history.window
+    start = history.start(now)
     queue: Chart = chart([(s.at, s.queued) for s in series], start, now, step=True)
     wait: Chart = chart(
         [(s.at, s.oldest) for s in series],
@@ -105,8 +109,8 @@ def _pool_row(stats: dict[str, Any], history: History, oldest: dict[str, float],
         "forge": stats.get("forge"),
         "provider": stats.get("provider"),
         "queued": stats.get("queued", 0),
-        "assigned": stats.get("assigned"),
-        "held_back": stats.get("held_back"),
+        "assigned": stats.get("assigned", q.assigned),
+        "held_back": stats.get("held_back", q.held),
         "in_progress": stats.get("in_progress", 0),
         "states": [(s.value, inst[s.value]) for s in STATE_ORDER if inst.get(s.value)],
         "bar": state_bar(inst, max(int(stats.get("max") or 0), live)),
@@ -116,14 +120,16 @@ def _pool_row(stats: dict[str, Any], history: History, oldest: dict[str, float],
         "warm": warm if isinstance(warm, dict) else None,
         "queue_chart": queue,
         "wait_chart": wait,
-        "waiting_for": age(now - oldest[name], now) if name in oldest else "",
+        "waiting_for": seconds(q.oldest) if q.assigned or q.held else "",
+        "span": format_duration(round(now - start)),
     }
 
 
 def overview(scaler: Scaler, history: History, probes: Probes) -> dict[str, Any]:
     now = scaler.clock.now()
-    oldest = oldest_waiting(scaler, now)
-    pools = [_pool_row(p, history, oldest, now) for p in scaler.pool_stats().values()]
+    queues = queue_by_pool(scaler, now)
+    pools = [_pool_row(p, history, queues.get(p["name"]), now) for p in scaler.pool_stats().values()]
+    oldest = max((q.oldest for q in queues.values() if q.assigned or q.held), default=None)
     forges = forge_rows(scaler)
     findings = [(f.level, f.subject, masked(f.message)) for f in probes.findings]
     states = Counter(str(i.state) for i in scaler.store.instances.values())
@@ -143,7 +149,7 @@ def overview(scaler: Scaler, history: History, probes: Probes) -> dict[str, Any]
             "running": len(scaler.store.in_progress),
             "instances": len(scaler.store.instances),
             "failed": states.get(S.FAILED.value, 0),
-            "waiting_for": age(now - max(oldest.values()), now) if oldest else "",
+            "waiting_for": seconds(oldest) if oldest is not None else "",
         },
         "leader": {
             "leading": scaler.leading,
