@@ -152,6 +152,7 @@ chart wires in (secret files, runner namespace, listen address, leader election)
 {{- if not (hasKey $le "lease_name") }}{{ $_ := set $le "lease_name" (include "runner-scaler.fullname" .) }}{{ end }}
 {{- $_ := set $cfg "leader_election" $le }}
 {{- end }}
+{{- include "runner-scaler.ui.config" (list . $cfg) }}
 {{- toYaml $cfg }}
 {{- end }}
 
