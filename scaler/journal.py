@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 Key = tuple[str, int]
 S = InstanceState
+MAX_TEXT = 500  # characters per entry, so the bound on entries bounds memory
 
 
 class _Plan(Protocol):
@@ -256,7 +257,7 @@ class Journal:
         if len(story.entries) >= self.max_entries:
             del story.entries[1]  # keep how it began
             story.elided += 1
-        story.entries.append(Entry(at, kind, self._scrub(text)))
+        story.entries.append(Entry(at, kind, self._text(text)))
         story.updated_at = max(story.updated_at, at)
 
     def _trail_add(self, trail: _Trail, kind: str, text: str) -> None:
@@ -266,7 +267,13 @@ class Journal:
             return
         if len(trail.entries) >= self.max_entries:
             del trail.entries[1]
-        trail.entries.append(Entry(self.clock.now(), kind, self._scrub(text)))
+        trail.entries.append(Entry(self.clock.now(), kind, self._text(text)))
+
+    def _text(self, text: str) -> str:
+        # Masked first (a secret cut in two would escape the mask), then cut:
+        # an error text is the outside world's and may be any size.
+        masked = self._scrub(text)
+        return masked if len(masked) <= MAX_TEXT else masked[: MAX_TEXT - 1] + "…"
 
     def _tie(self, name: str, trail: _Trail, key: Key) -> None:
         """From now on the instance writes into this job's story; what it did
@@ -275,11 +282,12 @@ class Journal:
         story = self._story(*key)
         story.instance = name
         for entry in trail.entries:
-            self._add(story, entry.kind, entry.text, entry.at)
+            self._add(story, entry.kind, entry.text, entry.at)  # already masked and cut
         story.entries.sort(key=lambda e: e.at)
         trail.entries.clear()
 
     def _unserved(self, story: Story, why: str) -> None:
+        why = self._text(why)
         self._open.pop(story.key, None)
         if story.why != why:
             self._add(story, "unserved", f"no pool serves it: {why}")

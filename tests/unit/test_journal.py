@@ -147,3 +147,12 @@ def test_journal_off_with_the_ui() -> None:
     h = make_harness({**base_config(), "ui": {"enabled": False}})
     assert h.scaler.journal is None
     assert h.scaler.store.observer is None and h.scaler.reconciler.on_plan is None
+
+
+def test_entry_text_is_cut() -> None:
+    """An outside text of any size is cut, so the bounds on entries bound memory."""
+    journal = Journal(FakeClock())
+    journal.not_served(job(1), "x" * 100_000, "d")
+    story = journal.story("f", 1)
+    assert story is not None and all(len(e.text) <= 500 for e in story.entries)
+    assert story.entries[-1].text.endswith("…")
