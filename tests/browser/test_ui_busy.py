@@ -34,7 +34,7 @@ pools:
   - {name: arm, forge: local, provider: edge, labels: ["arm64:host"], min_idle: 1, max: 40}
 limits: {max_instances: 400}
 timing: {reconcile_interval: 2s, resync_interval: 10m, collect_interval: 2s}
-ui: {sample_interval: 1s}
+ui: {sample_interval: 1s, page_rows: 500}
 """
 WAVE = [
     ("example/app", ["ubuntu-latest"], 34),

@@ -101,6 +101,8 @@ class _Decider:
 
 
 def _row(d: _Decider, key: Key, story: Story | None, job: Job | None, now: float) -> dict[str, Any]:
+    """The facts of one row, cheap enough for every known job (sorting and
+    counting need them all); :func:`_present` dresses the rows shown."""
     state = _state(story, job)
     j = _job_of(story, job, key)
     kind, text, pool = d.decide(state, j, story)
@@ -119,22 +121,33 @@ def _row(d: _Decider, key: Key, story: Story | None, job: Job | None, now: float
     return {
         "forge": key[0],
         "id": key[1],
-        "repository": j.repository,
-        "labels": ", ".join(j.labels),
+        "job": j,
         "state": "unserved" if kind == "unserved" and state == "queued" else state,
         "decision": kind,
-        "text": masked(text),
-        # explain's reason up to its own colon: "no label match", "repository not allowed"
-        "short": masked(":".join(text.split(":", 2)[:2])) if kind == "unserved" else "",
+        "raw": text,
         "pool": pool,
-        "wait": age(now - wait, now) if wait is not None else "",
+        "wait_raw": wait,
         "wait_s": wait or 0.0,
         "waiting": started_at is None and state in ("queued", "unserved"),
         "instance": instance,
         "instance_live": instance in d.scaler.store.instances if instance else False,
-        "queued_at": clock_time(queued_at, now),
+        "queued_raw": queued_at,
         "last": last,
-        "updated": age(last, now),
+    }
+
+
+def _present(row: dict[str, Any], now: float) -> dict[str, Any]:
+    text, wait, job = row["raw"], row["wait_raw"], row["job"]
+    return {
+        **row,
+        "repository": job.repository,
+        "labels": ", ".join(job.labels),
+        "text": masked(text),
+        # explain's reason up to its own colon: "no label match", "repository not allowed"
+        "short": masked(":".join(text.split(":", 2)[:2])) if row["decision"] == "unserved" else "",
+        "wait": age(now - wait, now) if wait is not None else "",
+        "queued_at": clock_time(row["queued_raw"], now),
+        "updated": age(row["last"], now),
     }
 
 
@@ -147,22 +160,41 @@ def _keys(scaler: Scaler) -> dict[Key, Story | None]:
     return found
 
 
+def _light(scaler: Scaler, key: Key, story: Story | None, job: Job | None, now: float) -> tuple[Any, ...]:
+    """What sorting, counting and filtering by state need, and no more: the
+    page builds this for every known job each refresh, the full row only
+    for the rows it shows."""
+    state = _state(story, job)
+    if state == "queued" and not scaler.reconciler.index.candidates(_job_of(story, job, key)):
+        state = "unserved"
+    queued_at = (story.queued_at if story else None) or (job.queued_at if job else None)
+    started_at = (job.started_at if job else None) or (story.started_at if story else None)
+    waiting = started_at is None and state in ("queued", "unserved")
+    if waiting:
+        order = -(now - queued_at) if queued_at is not None else 0.0
+    else:
+        order = -((story.updated_at if story else None) or started_at or queued_at or now)
+    return (_GROUP.get(state, 9), order, state, waiting, key, story, job)
+
+
 def jobs(scaler: Scaler, state: str | None, pool: str | None, limit: int) -> dict[str, Any]:
     now = scaler.clock.now()
     d = _Decider(scaler, now)
-    rows = [_row(d, key, story, scaler.store.jobs.get(key), now) for key, story in _keys(scaler).items()]
-    counts = Counter(r["state"] for r in rows)
-    if state == "waiting":
-        rows = [r for r in rows if r["waiting"]]
-    elif state:
-        rows = [r for r in rows if r["state"] == state]
-    if pool:
-        rows = [r for r in rows if r["pool"] == pool]
-    rows.sort(key=lambda r: (_GROUP.get(r["state"], 9), -r["wait_s"] if r["waiting"] else -r["last"]))
+    light = [_light(scaler, key, story, scaler.store.jobs.get(key), now) for key, story in _keys(scaler).items()]
+    counts = Counter(item[2] for item in light)
     counts["waiting"] = counts["queued"] + counts["unserved"]
+    if state == "waiting":
+        light = [item for item in light if item[3]]
+    elif state:
+        light = [item for item in light if item[2] == state]
+    light.sort(key=lambda item: (item[0], item[1]))
+    if pool:  # the pool needs the decision: only for the jobs the state filter left
+        rows = [r for item in light if (r := _row(d, item[4], item[5], item[6], now))["pool"] == pool]
+    else:
+        rows = [_row(d, item[4], item[5], item[6], now) for item in light[:limit]]
     return {
-        "rows": rows[:limit],
-        "matching": len(rows),
+        "rows": [_present(r, now) for r in rows[:limit]],
+        "matching": len(rows) if pool else len(light),
         "state": state or "",
         "pool": pool or "",
         "pools": [p.name for p in scaler.config.pools],
@@ -178,7 +210,7 @@ def story(scaler: Scaler, forge: str, job_id: int) -> dict[str, Any] | None:
     if found is None and job is None:
         return None
     d = _Decider(scaler, now)
-    row = _row(d, key, found, job, now)
+    row = _present(_row(d, key, found, job, now), now)
     entries = found.entries if found is not None else []
     zero = (found.queued_at if found is not None else None) or (entries[0].at if entries else now)
     inst = scaler.store.instances.get(row["instance"] or "")
