@@ -121,7 +121,7 @@ def test_busy_scaler_pages(tmp_path: Path, browser: Browser) -> None:
         for page, seconds in figures.items():
             median, worst = statistics.median(seconds) * 1000, max(seconds) * 1000
             print(f"live refresh of /ui/{page}: median {median:.1f} ms, max {worst:.1f} ms")
-            assert statistics.median(seconds) < 0.25, f"/ui/{page} is slow to render: {seconds}"
+            assert statistics.median(seconds) < 1.0, f"/ui/{page} renders slower than it refreshes: {seconds}"
         for w in (overview, jobs, listing, story):
             assert CANARY not in w.page.content()
             assert w.csp_violations() == []
