@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from scaler.config import Config
+from scaler.errors import ConfigError
 from scaler.provider import ENTRY_POINT_GROUP, Provider, ProviderSettings
 
 
@@ -30,11 +31,13 @@ def _model_problems(model: Any, data: Any, where: str) -> list[str]:
     try:
         model.model_validate(dict(data))
     except ValidationError as err:
-        return [
-            f"{where}.{'.'.join(str(p) for p in e['loc'])}: "
-            + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
-            for e in err.errors(include_url=False)
-        ]
+        out = []
+        for e in err.errors(include_url=False):
+            loc = ".".join(str(p) for p in e["loc"])
+            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+            # a model-level check names its key first ("workdir: …"): no empty path segment
+            out.append(f"{where}.{loc}: {msg}" if loc else f"{where}.{msg}")
+        return out
     return []
 
 
@@ -59,11 +62,31 @@ def validate_provider_options(config: Config) -> list[str]:
         factory = factories.get(pool.provider)
         if factory is not None:
             model = getattr(factory, "pool_options_model", None)
-            problems += _model_problems(model, pool.provider_options, f"pools[{i}].provider_options")
+            pool_problems = _model_problems(model, pool.provider_options, f"pools[{i}].provider_options")
+            problems += pool_problems or _pool_hook_problems(factory, config, i)
     return problems
 
 
+def _pool_hook_problems(factory: Any, config: Config, i: int) -> list[str]:
+    """What the provider's own ``validate_pool`` says of pool ``i`` (see
+    :class:`scaler.provider.ProviderFactory`), with the pool's path."""
+    hook = getattr(factory, "validate_pool", None)
+    if not callable(hook):
+        return []
+    pool = config.pools[i]
+    forge = config.forge(pool.forge)
+    found = hook(pool.model_dump(mode="json"), forge.model_dump(mode="json"))
+    return [f"pools[{i}].{p}" for p in found]
+
+
 def build_providers(config: Config) -> dict[str, Provider]:
+    """Every provider of the config; ConfigError if one refuses a pool of its
+    own (its ``validate_pool``), however the config reached here."""
+    problems: list[str] = []
+    for i, pool in enumerate(config.pools):
+        problems += _pool_hook_problems(load_factory(config.provider(pool.provider).type), config, i)
+    if problems:
+        raise ConfigError(problems)
     out: dict[str, Provider] = {}
     for p in config.providers:
         factory = load_factory(p.type)

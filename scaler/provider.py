@@ -70,6 +70,9 @@ class LaunchSpec:
     # The pool's provider-specific options (already validated by the provider's
     # ``pool_options`` model when the config was loaded).
     options: Mapping[str, Any] = field(default_factory=dict)
+    # The pool's ``max_lifetime`` (seconds), for a provider that can enforce
+    # it itself (a deadline that holds even while the scaler is down).
+    max_lifetime: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +138,17 @@ class Provider(Protocol):
 
 
 class ProviderFactory(Protocol):
-    """What the entry point names: a class (or callable) with these members."""
+    """What the entry point names: a class (or callable) with these members.
+
+    Optionally also ``validate_pool(pool, forge) -> list[str]`` (a static or
+    class method): the pool's and its forge's config as plain data (what
+    ``model_dump(mode="json")`` gives), returning problems as ``key: reason``
+    relative to the pool (``repositories: …``). The plugin loader consults it
+    for every pool on the provider, so ``serve``, ``check`` and
+    ``build_providers`` refuse such a pool naming the key — a provider's rule
+    about which pools it accepts (e.g. the host provider's trusted-repository
+    allow-list) without a special case in the core.
+    """
 
     # Pydantic models (or None) validating the provider's and each pool's options.
     settings_model: ClassVar[Any]

@@ -215,6 +215,7 @@ class Reconciler:
             files=launch.files,
             labels=self._stamps(inst, launch),
             options=dict(pool.provider_options),
+            max_lifetime=pool.max_lifetime,
         )
         started = time.perf_counter()
         result = "error"
