@@ -31,11 +31,11 @@ RESERVED = (*KERNEL_FS, *TMPFS)
 def _abs_path(value: str) -> str:
     if not value.startswith("/") or "\0" in value or "\n" in value:
         raise ValueError(f"{value!r} is not an absolute path")
+    if value.strip("/") == "":
+        raise ValueError("'/' is the whole host; list the directories the job needs")
     norm = posixpath.normpath(value)
     if norm != value.rstrip("/") or ".." in value.split("/"):
         raise ValueError(f"{value!r} is not a normalised path (write {norm!r})")
-    if norm == "/":
-        raise ValueError("'/' is the whole host; list the directories the job needs")
     return norm
 
 
