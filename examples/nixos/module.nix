@@ -32,6 +32,32 @@
 #         labels = [ "docker:docker://node:20-bookworm" ]; max = 8; }];
 #     };
 #   };
+#
+# The host provider instead (trusted repositories' jobs on this machine, one
+# transient unit per job with DynamicUser=yes; see examples/host/):
+#
+#   services.runner-scaler = {
+#     enable = true;
+#     package = pkgs.callPackage ./runner-scaler.nix { };
+#     hostProvider.enable = true;          # the service runs as root, see below
+#     credentials = { ... as above ... };
+#     settings = {
+#       controller_id = "nixos-metal";
+#       forges = [ ... as above ... ];
+#       providers = [{ name = "metal"; type = "host"; options.mode = "systemd"; }];
+#       pools = [{
+#         name = "nix"; forge = "forgejo"; provider = "metal";
+#         labels = [ "native:host" "nix:host" ]; max = 4; max_lifetime = "2h";
+#         repositories = [ "my-org/infra" "my-org/website" ];   # exact owner/repo only
+#         provider_options = {
+#           read_write_paths = [ "/nix/var/nix/daemon-socket" ];  # builds go through nix-daemon
+#           inaccessible_paths = [ "/etc/ssh" "/var/lib/nix-serve" ];
+#           packages = [ "${pkgs.forgejo-runner}/bin/forgejo-runner" "${pkgs.git}/bin/git" "${pkgs.nix}/bin/nix" ];
+#           limits = { memory = "8GiB"; cpu = 4; tasks = 4096; };
+#         };
+#       }];
+#     };
+#   };
 { config, lib, pkgs, ... }:
 
 let
@@ -99,6 +125,15 @@ in
       '';
     };
 
+    hostProvider.enable = lib.mkEnableOption ''
+      the host provider: jobs of trusted repositories run on this machine,
+      each in a transient systemd unit (DynamicUser=yes, ProtectSystem=strict,
+      ProtectHome, PrivateTmp, NoNewPrivileges, RuntimeMaxSec). Starting such
+      units is root-equivalent, so the service then runs as root, with only
+      CAP_DAC_OVERRIDE and CAP_FOWNER (to remove the jobs' files) left in its
+      bounding set and the rest of the hardening kept
+    '';
+
     checkConfig = lib.mkOption {
       type = lib.types.bool;
       default = true;
@@ -106,7 +141,7 @@ in
     };
   };
 
-  config = lib.mkIf cfg.enable {
+  config = lib.mkIf cfg.enable (lib.mkMerge [ {
     systemd.services.runner-scaler = {
       description = "runner-scaler: ephemeral CI runners";
       wantedBy = [ "multi-user.target" ];
@@ -172,5 +207,18 @@ in
         MemoryMax = "512M";
       };
     };
-  };
+  }
+  (lib.mkIf cfg.hostProvider.enable {
+    systemd.services.runner-scaler = {
+      # systemd-run for the jobs' units (mode: auto or systemd)
+      path = [ config.systemd.package ];
+      serviceConfig = {
+        DynamicUser = lib.mkForce false;
+        User = "root";
+        StateDirectory = "runner-scaler";   # the provider's state_dir lives below it
+        ReadWritePaths = [ "-/var/lib/private/runner-scaler-work" "-/var/lib/runner-scaler-work" ];
+        CapabilityBoundingSet = lib.mkForce [ "CAP_DAC_OVERRIDE" "CAP_FOWNER" ];
+      };
+    };
+  }) ]);
 }
