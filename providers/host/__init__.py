@@ -17,7 +17,26 @@ README ("Host provider").
   it can prove it started (``_teardown``).
 """
 
-from providers.host._options import HostPoolOptions, HostSettings, Limits, UidRange
-from providers.host._provider import HostProvider
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from providers.host._options import HostPoolOptions, HostSettings, Limits, UidRange
+    from providers.host._provider import HostProvider
 
 __all__ = ["HostPoolOptions", "HostProvider", "HostSettings", "Limits", "UidRange"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: ``python -m providers.host supervise`` (one per sandbox) must not
+    # pay for pydantic, structlog and the core it never uses.
+    if name == "HostProvider":
+        from providers.host._provider import HostProvider
+
+        return HostProvider
+    if name in __all__:
+        from providers.host import _options
+
+        return getattr(_options, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

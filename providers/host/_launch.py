@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from providers.host import _bwrap, _cgroups, _files
@@ -130,7 +130,7 @@ class Launcher:
         _write_files(sb.placements, uid)
         _chown_parents(sb.placements, self.layout.work(spec.name), uid)
         plan = self._plan(spec, opts, sb, uid, record, dirs)
-        _files.write_json(self.layout.plan(spec.name), plan.model_dump(mode="json"))
+        _files.write_json(self.layout.plan(spec.name), asdict(plan))
         await self._spawn(spec.name)
         return record
 
