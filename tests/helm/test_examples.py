@@ -157,24 +157,34 @@ def test_systemd_unit_credentials_match_the_config() -> None:
     assert unit["ExecStartPre"][0].split()[1:3] == ["check", "--offline"]
 
 
-def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+def systemd_verify(unit: Path) -> None:
+    """``systemd-analyze verify`` of a unit file: fails on any complaint about it."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.fail("systemd-analyze is missing (Debian package systemd): cannot verify the example unit")
-    stub = tmp_path / "runner-scaler"
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(0o755)
-    unit = tmp_path / "runner-scaler.service"
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/runner-scaler", str(stub)))
+        pytest.fail("systemd-analyze is missing (Debian package systemd): cannot verify the unit")
     proc = subprocess.run(
-        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False, cwd=unit.parent
     )
     noise = [
         line
         for line in (proc.stdout + proc.stderr).splitlines()
-        if "runner-scaler.service" in line or "Unknown" in line or "Failed to parse" in line
+        if unit.name in line or "Unknown" in line or "Failed to parse" in line
     ]
     assert proc.returncode == 0 and not noise, proc.stdout + proc.stderr
+
+
+def verify_example_unit(example: Path, tmp_path: Path) -> None:
+    """An example unit, its /usr/local/bin/runner-scaler stood in by a stub, through systemd_verify."""
+    stub = tmp_path / "runner-scaler"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    unit = tmp_path / "runner-scaler.service"
+    unit.write_text(example.read_text().replace("/usr/local/bin/runner-scaler", str(stub)))
+    systemd_verify(unit)
+
+
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    verify_example_unit(UNIT, tmp_path)
 
 
 def test_nixos_module_has_the_same_hardening() -> None:

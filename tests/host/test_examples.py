@@ -5,16 +5,13 @@ NixOS module carries the same set-up."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from scaler.config import parse_config
 from scaler.plugins import validate_provider_options
-from tests.helm.test_examples import _unit
+from tests.helm.test_examples import _unit, verify_example_unit
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CONFIG = EXAMPLES / "host" / "config.yaml"
@@ -39,19 +36,7 @@ def test_host_config_example_is_valid_and_trusted_only() -> None:
 
 def test_host_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """The scaler's unit for the host provider parses cleanly."""
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.fail("systemd-analyze is missing (Debian package systemd): cannot verify the example unit")
-    stub = tmp_path / "runner-scaler"
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(0o755)
-    unit = tmp_path / "runner-scaler.service"
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/runner-scaler", str(stub)))
-    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False,
-                          cwd=tmp_path)
-    noise = [line for line in (proc.stdout + proc.stderr).splitlines()
-             if "runner-scaler.service" in line or "Unknown" in line or "Failed to parse" in line]
-    assert proc.returncode == 0 and not noise, proc.stdout + proc.stderr
+    verify_example_unit(UNIT, tmp_path)
 
 
 def test_host_unit_is_root_with_almost_nothing_else() -> None:
