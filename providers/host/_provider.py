@@ -90,9 +90,7 @@ class HostProvider:
                 self._reported.add(name)
                 log.warning("ignoring an instance record", instance=name, reason=str(exc))
             return None
-        if record.controller != self.controller_id or record.provider != self.name:
-            return None
-        return record
+        return record if self._ours(record) else None
 
     def _bwrap_status(self, record: Record) -> tuple[InstanceStatus, int | None, str | None]:
         result = _state.load_result(self.layout, record.name)
@@ -126,7 +124,7 @@ class HostProvider:
             bwrap = shutil.which(self.settings.bwrap) or self.settings.bwrap
             await asyncio.to_thread(
                 _teardown.teardown, self.layout, self.uids, name, record, bwrap=bwrap,
-                timeout=self.settings.kill_timeout,
+                timeout=self.settings.kill_timeout, controller=self.controller_id,
             )
         except (_teardown.Leftover, StartFailed, OSError) as exc:
             raise ProviderTemporaryError(f"provider {self.name}: teardown of {name}: {exc}") from None
@@ -141,14 +139,28 @@ class HostProvider:
         except ValidationError as exc:
             raise ProviderPermanentError("; ".join(problems(exc, "provider_options"))) from None
         async with self._lock(launch.name):
-            existing = await asyncio.to_thread(self._load, launch.name)
+            existing, mine = await asyncio.to_thread(self._claim, launch.name)
+            if not mine:
+                raise ProviderPermanentError(f"provider {self.name}: {launch.name} is another controller's instance")
             if existing is not None:
                 info = await self._info(existing)
                 if info.reason != INTERRUPTED:
                     return info  # adopted
             if existing is not None or await asyncio.to_thread(self.layout.dir(launch.name).exists):
-                await self._teardown(launch.name, existing)
+                await self._teardown(launch.name, existing)  # an interrupted create, or a record not to trust
             return await self._start(launch, opts)
+
+    def _claim(self, name: str) -> tuple[Record | None, bool]:
+        """(our record of ``name`` or None, whether ``name`` may be ours): a valid
+        record of another controller or provider is never torn down or adopted."""
+        try:
+            record = _state.load_record(self.layout, name)
+        except (OSError, ValueError):
+            return None, True
+        return (record, True) if self._ours(record) else (None, False)
+
+    def _ours(self, record: Record) -> bool:
+        return record.controller == self.controller_id and record.provider == self.name
 
     async def _start(self, launch: LaunchSpec, opts: HostPoolOptions) -> InstanceInfo:
         driver = self.systemd if self.mode == "systemd" else self.launcher()
@@ -174,7 +186,7 @@ class HostProvider:
                 record = _state.load_record(self.layout, name)
             except (OSError, ValueError):
                 record = None  # torn down from leases and our own directories only
-            if record is not None and (record.controller != self.controller_id or record.provider != self.name):
+            if record is not None and not self._ours(record):
                 return  # another controller's: not ours to touch
             await self._teardown(name, record)
         self._locks.pop(name, None)

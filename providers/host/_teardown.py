@@ -72,10 +72,10 @@ def kill_uids(leases: list[Lease], timeout: float) -> None:
 
 
 def teardown(layout: Layout, uids: UidAllocator, name: str, record: Record | None, *, bwrap: str,
-             timeout: float) -> None:
+             timeout: float, controller: str) -> None:
     """Blocking (run it in a thread); Leftover when something remains."""
     kill_tree(layout, name, bwrap)
-    leases = uids.leases_of(name)
+    leases = uids.leases_of(name, controller)
     kill_uids(leases, timeout)
     if record is not None:
         left = _cgroups.remove([Path(c) for c in record.cgroups], name)

@@ -91,8 +91,12 @@ class UidAllocator:
         found = (self.lease(int(n)) for n in names if n.isdigit())
         return [lease for lease in found if lease is not None]
 
-    def leases_of(self, instance: str) -> list[Lease]:
-        return [lease for lease in self.leases() if lease.instance == instance]
+    def leases_of(self, instance: str, controller: str | None = None) -> list[Lease]:
+        """The leases naming ``instance`` (and, when given, made by ``controller``)."""
+        return [
+            lease for lease in self.leases()
+            if lease.instance == instance and controller in (None, lease.controller)
+        ]
 
     def release(self, lease: Lease) -> None:
         with self._locked():

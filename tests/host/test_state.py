@@ -20,6 +20,7 @@ from providers.host._files import write_json
 from providers.host._proc import ProcessId, identify, processes_of
 from providers.host._provider import INTERRUPTED
 from providers.host._state import load_record
+from scaler.errors import ProviderPermanentError
 from scaler.provider import LABEL_CONTROLLER, LABEL_POOL, InstanceStatus
 from tests.contract.provider_contract import wait_for_status
 from tests.host.conftest import REPO, TEST_UID_COUNT, TEST_UID_FIRST, HostEnv, MakeLaunch
@@ -160,7 +161,7 @@ async def test_state_files_others_could_change_are_ignored(provider: HostProvide
 async def test_another_controllers_instance_is_left_alone(
     provider: HostProvider, host_env: HostEnv, make_launch: MakeLaunch
 ) -> None:
-    """Two controllers share the state directory: neither lists nor deletes the other's sandbox."""
+    """Two controllers share the state directory: neither lists, deletes nor re-creates the other's sandbox."""
     other = HostProvider(host_env.settings(controller="rs-other"))
     theirs = make_launch("theirs")
     spec = replace(theirs, labels={**theirs.labels, LABEL_CONTROLLER: "rs-other"})
@@ -168,6 +169,8 @@ async def test_another_controllers_instance_is_left_alone(
     try:
         assert spec.name not in {i.name for i in await provider.list()}
         await provider.delete(spec.name)
+        with pytest.raises(ProviderPermanentError, match="another controller's"):
+            await provider.create(theirs)  # the same name: never adopted, never torn down
         info = await other.get(spec.name)
         assert info is not None and info.status is InstanceStatus.RUNNING
     finally:
