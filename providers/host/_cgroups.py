@@ -87,7 +87,13 @@ def create(name: str, limits: Limits, parent: str | None, found: dict[str, Hiera
     try:
         for c in needed(limits):
             d = _dir(found[c], parent, name)
-            d.mkdir(parents=True, exist_ok=True)
+            for attempt in range(3):  # a teardown may remove the shared parent in between
+                try:
+                    d.mkdir(parents=True, exist_ok=True)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
             made[c] = d
             _set(c, d, limits)
     except OSError as exc:
@@ -140,4 +146,6 @@ def remove(dirs: list[Path], name: str, *, wait: float = 5.0) -> list[str]:
                     left.append(f"{d}: {exc.strerror}")
                     break
                 time.sleep(0.05)
+        with contextlib.suppress(OSError):  # the shared parent, once its last child is gone
+            d.parent.rmdir()
     return left

@@ -278,6 +278,7 @@ async def test_cpu_and_memory_limits_land_in_the_cgroups(
     procs = set((paths["pids"] / "cgroup.procs").read_text().split())
     assert {str(p) for p in processes_of(uid)} <= procs
     await provider.delete(spec.name)
+    assert not _existing([str(p) for d in paths.values() for p in (d, d.parent)])  # nor the shared parent
 
 
 async def test_max_lifetime_ends_the_sandbox_without_the_scaler(
