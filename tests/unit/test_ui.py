@@ -176,12 +176,12 @@ HOSTILE = st.text(alphabet=st.sampled_from(list("<>\"'&/ ;=%a1:")), max_size=40)
 @settings(max_examples=60, deadline=None)
 def test_hostile_query_is_escaped(pool: str, state: str, make_live_once: Any) -> None:
     """Whatever the query string holds, the pages answer 200 and never echo markup unescaped."""
+    # A marker no template holds: echoed unescaped, either value would show it.
+    pool, state = "<zq" + pool, "<zq" + state
     for page in ("/ui/instances", "/ui/jobs"):
         r = make_live_once.client.get(page, params={"pool": pool, "state": state})
         assert r.status_code == 200
-        assert "<x" not in r.text.replace("<x-", "")
-        if "<" in pool:
-            assert pool not in r.text
+        assert "<zq" not in r.text
 
 
 @pytest.fixture(scope="module")
