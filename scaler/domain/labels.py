@@ -6,6 +6,8 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from scaler.domain.repository import is_repository_name
+
 # GitHub gives every self-hosted runner these labels implicitly; a job that
 # asks for them must match a pool that did not list them.
 GITHUB_IMPLICIT = frozenset({"self-hosted", "linux", "x64"})
@@ -34,11 +36,12 @@ class RepositoryAllowList:
     patterns: tuple[str, ...]
 
     def allows(self, repository: str) -> bool:
-        # Match owner and name separately: fnmatch's ``*`` also matches ``/``,
-        # so ``acme/*`` must not admit ``acme/../evil`` or ``acme/x/y``.
-        owner, sep, name = repository.lower().partition("/")
-        if not sep or not owner or not name or "/" in name:
+        # Only a well-formed repository can be admitted: ``acme/*`` must not
+        # admit ``acme/..``, ``acme/x\ny`` or ``acme/x/y``. Owner and name are
+        # matched separately (fnmatch's ``*`` also matches ``/``).
+        if not is_repository_name(repository):
             return False
+        owner, _, name = repository.lower().partition("/")
         for p in self.patterns:
             if p == "*":
                 return True

@@ -25,7 +25,9 @@ pattern = st.one_of(
 )
 repo = st.one_of(
     st.tuples(segment, segment).map(lambda t: f"{t[0]}/{t[1]}"),
-    st.sampled_from(["acme/../evil", "acme/app/../../evil", "acme/", "/acme", "acme", "", "acme/a/b", "ACME/APP"]),
+    st.sampled_from(["acme/../evil", "acme/app/../../evil", "acme/", "/acme", "acme", "", "acme/a/b", "ACME/APP",
+                     "acme/..", "acme/.", "acme/x\ny", "acme/x y", "acme/\uff41pp", "acme/app\x00", "acme/\tapp"]),
+    st.text(max_size=6).map(lambda t: f"acme/{t}"),
 )
 
 
@@ -34,6 +36,10 @@ def oracle(patterns: list[str], repository: str) -> bool:
     (case-insensitive), and the repository is a well-formed ``owner/repo``."""
     parts = repository.lower().split("/")
     if len(parts) != 2 or not all(parts):
+        return False
+    # only names a forge can have: ASCII letters, digits, - _ . ; never . or ..
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+    if any(p in (".", "..") or not set(p) <= allowed or len(p) > 100 for p in parts):
         return False
     for p in patterns:
         if p == "*":
@@ -85,3 +91,14 @@ def test_disallowed_repository_never_gets_the_pool(allow: list[list[str]], repos
     for job in jobs:
         if any(oracle(a, job.repository) for a in allow):
             assert job.key in served
+
+
+def test_star_patterns_never_admit_traversal_or_control_characters() -> None:
+    """``acme/*`` and ``*`` admit ``acme/app`` but not ``acme/..`` or ``acme/x\\ny``."""
+    from scaler.domain.labels import RepositoryAllowList
+
+    for patterns in (("acme/*",), ("*",), ("acme/*", "*")):
+        allow = RepositoryAllowList(patterns)
+        assert allow.allows("acme/app")
+        for bad in ("acme/..", "acme/.", "acme/x\ny", "acme/x\x00", "acme/a/b", "acme/ app", "acme/\uff41pp"):
+            assert not allow.allows(bad), (patterns, bad)
