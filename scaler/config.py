@@ -27,6 +27,7 @@ from pydantic import (
 from scaler.domain.labels import RepositoryAllowList, label_name
 from scaler.durations import parse_duration
 from scaler.errors import ConfigError
+from scaler.forges.options import OPTIONS_BY_TYPE, ForgeOptions, split_inline_secrets
 from scaler.secrets import Secret, read_secret_env, read_secret_file
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -98,8 +99,33 @@ class ForgeConfig(_Model):
     poll_interval: Duration = 30.0
     request_timeout: Duration = 10.0
     insecure_pass_registration_token: bool = False
-    # Forge-specific knobs (e.g. runner image override, runner group, cache server).
-    options: Mapping[str, Any] = Field(default_factory=dict)
+    # Forge-specific knobs, validated by the model of ``type``
+    # (``scaler.forges.options``: runner image, runner group, cache server, …).
+    options: ForgeOptions = Field(default_factory=ForgeOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_options(cls, data: Any) -> Any:
+        """``options`` validated by its forge type's model, each problem
+        named by its path under ``options``."""
+        if not isinstance(data, Mapping):
+            return data
+        model = OPTIONS_BY_TYPE.get(str(data.get("type")))
+        raw = data.get("options")
+        if model is None or isinstance(raw, ForgeOptions):
+            return data
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise _NestedProblems([f"options: must be a mapping of keys (got {type(raw).__name__})"])
+        cleaned, problems = split_inline_secrets(dict(raw))
+        try:
+            typed = model.model_validate(cleaned)
+        except ValidationError as err:
+            problems += _problems(err)
+        if problems:
+            raise _NestedProblems([f"options.{p}" for p in problems])
+        return {**data, "options": typed}
 
     @field_validator("url")
     @classmethod
@@ -136,9 +162,9 @@ class ForgeConfig(_Model):
             files.append(self.token_file)
         if self.github_app:
             files.append(self.github_app.private_key_file)
-        cache_secret = self.options.get("cache_secret_file")
-        if isinstance(cache_secret, str):
-            files.append(Path(cache_secret))
+        cache_secret = getattr(self.options, "cache_secret_file", None)
+        if isinstance(cache_secret, Path):
+            files.append(cache_secret)
         return files
 
 
@@ -213,6 +239,21 @@ class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # The URL the forges reach this scaler at (behind any proxy or ingress):
+    # webhooks go to ``{public_url}/webhooks/{forge}``. ``webhook install``
+    # and ``webhook list`` use it when no ``--url`` is given.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+[^\s]*$", v):
+            raise ValueError(f"must be an http(s) URL (got {v!r})")
+        return v.rstrip("/") if v is not None else None
+
+    def webhook_url(self, forge: str) -> str | None:
+        """Where ``forge``'s webhooks reach this scaler, if ``public_url`` is set."""
+        return f"{self.public_url}/webhooks/{forge}" if self.public_url else None
 
 
 class LoggingConfig(_Model):
@@ -343,9 +384,15 @@ class Config(_Model):
 
 
 class _CrossProblems(ValueError):
+    """Problems with their full key paths (raised at the top level)."""
+
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+class _NestedProblems(_CrossProblems):
+    """Problems with paths relative to the object that raised them."""
 
 
 def _loc(loc: Sequence[int | str]) -> str:
@@ -372,10 +419,13 @@ def _strip_inline_secrets(data: object, loc: str, problems: list[str]) -> object
             if key in ("options", "provider_options"):
                 # Free-form (providers validate their own), but a secret
                 # written inline there is still a secret written inline.
+                kept = {}
                 for k, v in value.items() if isinstance(value, Mapping) else ():
                     if k in _INLINE_SECRET_KEYS and not isinstance(v, Mapping):
                         problems.append(f"{path}.{k}: secrets are never written inline; use a file or a variable")
-                out[key] = value
+                        continue  # reported once, not again as an unknown key
+                    kept[k] = v
+                out[key] = kept if isinstance(value, Mapping) else value
                 continue
             out[key] = _strip_inline_secrets(value, path, problems)
         return out
@@ -392,10 +442,14 @@ def _problems(err: ValidationError) -> list[str]:
         if e["type"] == "too_short" and tuple(e["loc"]) in failed_items:
             continue  # pydantic's echo of an item that failed, not a real "empty"
         ctx_err = (e.get("ctx") or {}).get("error")
+        loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        if isinstance(ctx_err, _NestedProblems):
+            prefix = _loc(loc) + "." if loc else ""
+            problems.extend(prefix + p for p in ctx_err.problems)
+            continue
         if isinstance(ctx_err, _CrossProblems):
             problems.extend(ctx_err.problems)
             continue
-        loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         msg = e["msg"].removeprefix("Value error, ")
         # Model-level validators name their key in the message ("max: ..."):
         # fold it into the path so every line reads "path.key: reason".
