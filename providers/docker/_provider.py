@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import posixpath
 import random
 import re
@@ -784,12 +785,16 @@ class DockerProvider:
             sub = f"{subject} host {host.name}"
             if host.cfg.url.startswith("tcp://") and host.cfg.tls is None:
                 out.append(Finding("warning", sub, "plain TCP without TLS: anyone who reaches the port owns the host"))
+            socket_path = host.cfg.url.removeprefix("unix://") if host.cfg.url.startswith("unix://") else None
+            if socket_path is not None and not await asyncio.to_thread(os.path.exists, socket_path):
+                return [*out, Finding("error", sub, f"docker socket {socket_path} does not exist "
+                                      f"(is dockerd running there? hosts[].url is {host.cfg.url})")]
             try:
                 api = await host.client.ping()
                 ver = await host.client.version()
                 await host.client.list_containers(self._labels_filter(host), limit=1)
             except HostUnavailable as exc:
-                msg = str(exc)
+                msg = f"{host.cfg.url}: {exc}"
                 if "permission denied" in msg.lower():
                     msg += " (the scaler's user needs access to the docker socket)"
                 return [*out, Finding("error", sub, msg)]

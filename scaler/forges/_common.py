@@ -4,9 +4,10 @@ versions, scope paths and the default clock."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -15,13 +16,17 @@ from scaler.domain.job import JobState
 from scaler.errors import MalformedDelivery
 
 __all__ = [
+    "INT64_MAX",
     "Clock",
     "SystemClock",
+    "as_id",
     "as_int",
     "gitea_scope_path",
     "iso_to_epoch",
     "load_object",
+    "opt_id",
     "parse_version",
+    "repository",
     "str_list",
 ]
 
@@ -39,31 +44,94 @@ def load_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def as_int(value: object, what: str) -> int:
-    """An integer id (JSON number or a decimal string, as proto3 JSON sends int64)."""
+INT64_MAX = 2**63 - 1
+_ID_RULE = "must be a positive integer that fits in int64"
+
+
+def as_id(value: object, what: str) -> int:
+    """A job, run or runner id: a positive integer that fits in int64.
+
+    A JSON integer, or a decimal string (proto3 JSON writes int64 as one).
+    Everything else is refused naming ``what``: a bool, a float (orjson turns
+    integers beyond 64 bits into floats, so ``10**30`` and ``10**30 + 1``
+    would collapse into one id), zero, a negative number, anything past
+    int64 (what every forge stores ids as)."""
     if isinstance(value, bool):
-        raise MalformedDelivery(f"{what} must be an integer")
+        raise MalformedDelivery(f"{what} {_ID_RULE} (got a boolean)")
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise MalformedDelivery(f"{what} must be an integer")
+        number = value
+    elif isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit():
+        number = int(value)
+    elif value is None:
+        raise MalformedDelivery(f"{what} is missing")
+    else:
+        raise MalformedDelivery(f"{what} {_ID_RULE} (got {_kind(value)})")
+    if not 0 < number <= INT64_MAX:
+        raise MalformedDelivery(f"{what} {_ID_RULE} (got {_short(number)})")
+    return number
+
+
+def as_int(value: object, what: str) -> int:
+    """An id the forge answered with (kept for callers of the old name)."""
+    return as_id(value, what)
+
+
+def opt_id(value: object, what: str = "value") -> int | None:
+    """An optional id: absent, ``null`` or ``0`` (Go's zero value) is ``None``;
+    anything else must be a valid id."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value == 0):
+        return None
+    return as_id(value, what)
 
 
 def opt_int(value: object) -> int | None:
+    """An optional id where a bad value means "unknown" (not a refusal)."""
     try:
-        return as_int(value, "value") if value is not None else None
+        return opt_id(value)
     except MalformedDelivery:
         return None
 
 
+def _kind(value: object) -> str:
+    if isinstance(value, float):
+        return "a number with a fraction or beyond 64 bits"
+    if isinstance(value, str):
+        return "a string that is not a decimal integer"
+    return f"a {type(value).__name__}"
+
+
+def _short(number: int) -> str:
+    text = str(number) if -(10**30) < number < 10**30 else ("-" if number < 0 else "") + "a huge number"
+    return text
+
+
+def repository(value: object, what: str, problem: Callable[[object], str | None]) -> str:
+    """A repository ``owner/name`` checked by the forge's own rule."""
+    if not isinstance(value, str):
+        raise MalformedDelivery(f"{what} must be a string owner/name")
+    why = problem(value)
+    if why is not None:
+        raise MalformedDelivery(f"{what} {why} (got {value[:80]!r})")
+    return value
+
+
+MAX_LABELS = 256
+MAX_LABEL_LENGTH = 1024
+
+
 def str_list(value: object, what: str) -> tuple[str, ...]:
+    """A list of strings (``null`` is empty: Go encodes a nil slice so).
+
+    Bounded (the jobs' labels key caches): GitHub allows 100 labels per
+    runner, Gitea and Forgejo store ``runs-on`` as given."""
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
         raise MalformedDelivery(f"{what} must be a list of strings")
+    if len(value) > MAX_LABELS:
+        raise MalformedDelivery(f"{what} has {len(value)} entries (at most {MAX_LABELS})")
+    if any(len(x) > MAX_LABEL_LENGTH for x in value):
+        raise MalformedDelivery(f"{what} has an entry over {MAX_LABEL_LENGTH} characters")
     return tuple(value)
 
 
@@ -112,11 +180,12 @@ _REPO_IN_URL = re.compile(r"/repos/([^/]+)/([^/]+)/actions/")
 
 
 def repository_from_url(*urls: object) -> str | None:
+    """``owner/name`` from an API URL (path-escaped, as Gitea writes them)."""
     for url in urls:
-        if isinstance(url, str):
+        if isinstance(url, str) and len(url) < 4096:
             m = _REPO_IN_URL.search(url)
             if m:
-                return f"{m.group(1)}/{m.group(2)}"
+                return f"{unquote(m.group(1))}/{unquote(m.group(2))}"
     return None
 
 

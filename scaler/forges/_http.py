@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
@@ -157,7 +159,8 @@ class ForgeHTTP:
             resp = await self.client.request(method, url, params=params, json=json, headers=hdrs)
         except httpx.TransportError as exc:
             FORGE_REQUESTS.labels(self.forge, endpoint, "error").inc()
-            raise _Retryable(f"{self.forge}: {method} {endpoint}: {type(exc).__name__}", None) from None
+            where = _where(exc, self.client, url)
+            raise _Retryable(f"{self.forge}: {method} {where}: {describe_transport_error(exc)}", None) from None
         FORGE_REQUESTS.labels(self.forge, endpoint, str(resp.status_code)).inc()
         self._track_rate(resp)
         status = resp.status_code
@@ -169,7 +172,7 @@ class ForgeHTTP:
         )
         if limited and retry_after is None and self.rate.reset is not None:
             retry_after = max(0.0, self.rate.reset - self.now())
-        message = f"{self.forge}: {method} {endpoint}: HTTP {status}{_detail(resp)}"
+        message = f"{self.forge}: {method} {_plain(resp.request.url)}: HTTP {status}{_detail(resp)}"
         if status == 401 and auth and self._on_unauthorized is not None:
             self._on_unauthorized()  # e.g. drop a cached App token so the next call mints a fresh one
         if limited or status >= 500:
@@ -190,6 +193,73 @@ class ForgeHTTP:
             used=_int(resp.headers.get("x-ratelimit-used")),
         )
         FORGE_RATE_LIMIT_REMAINING.labels(self.forge).set(remaining)
+
+
+def _plain(url: httpx.URL) -> str:
+    """A URL for a message: no query (paging noise), no user info."""
+    return str(url.copy_with(query=None, fragment=None, username=None, password=None))
+
+
+def _where(exc: httpx.TransportError, client: httpx.AsyncClient, url: str) -> str:
+    try:
+        return _plain(exc.request.url)
+    except RuntimeError:  # no request attached
+        return _plain(client.base_url.join(url))
+
+
+# What the operator should read for the errors httpx raises ("ConnectError" says little).
+_CAUSES = (
+    ("connection refused", "connection refused"),
+    ("name or service not known", "cannot resolve the host name"),
+    ("nodename nor servname", "cannot resolve the host name"),
+    ("temporary failure in name resolution", "cannot resolve the host name (DNS)"),
+    ("no address associated", "cannot resolve the host name"),
+    ("network is unreachable", "network unreachable"),
+    ("no route to host", "no route to host"),
+    ("certificate verify failed", "TLS certificate not trusted"),
+    ("wrong version number", "TLS handshake failed (is it plain HTTP?)"),
+    ("connection reset", "connection reset by the server"),
+)
+
+
+def describe_transport_error(exc: httpx.TransportError) -> str:
+    """The cause of a failed request in words: ``connection refused``,
+    ``timed out connecting (10s)``, ``TLS certificate not trusted``, …"""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "timed out connecting"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "timed out waiting for the answer"
+    if isinstance(exc, httpx.WriteTimeout):
+        return "timed out sending the request"
+    if isinstance(exc, httpx.PoolTimeout):
+        return "timed out waiting for a free connection (too many requests in flight)"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"the server broke the HTTP exchange ({str(exc)[:120] or 'no detail'})"
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, socket.gaierror):
+            return "cannot resolve the host name"
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return "TLS certificate not trusted"
+        if isinstance(e, ConnectionResetError):
+            return "connection reset by the server"
+    text = " ".join(str(e) for e in chain).lower()
+    for needle, cause in _CAUSES:
+        if needle in text:
+            return cause
+    detail = str(exc).strip()
+    return f"{type(exc).__name__}: {detail[:160]}" if detail else type(exc).__name__
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(out) < 8:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
 
 
 def _detail(resp: httpx.Response) -> str:

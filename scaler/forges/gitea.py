@@ -3,18 +3,24 @@
 Credential flow (DESIGN principle 5): the scaler fetches the scope's
 registration token and itself calls the runner service's ``Register`` RPC
 (ConnectRPC, JSON codec) with ``ephemeral: true``. The instance receives only
-the resulting act_runner ``.runner`` file and runs ``act_runner daemon``; the
-registration token never leaves this process. Only with
-``insecure_pass_registration_token: true`` is the token written into the
-instance (for forges without an ephemeral Register).
+the resulting act_runner ``.runner`` file and runs ``act_runner daemon``,
+which takes one task and exits because the file says ``ephemeral``
+(act_runner ``internal/app/cmd/daemon.go``, v0.2.13 … v3.3.0). Gitea deletes
+the runner record itself when that task ends (``models/actions/task.go``
+``UpdateTask``); one that never got a task stays until it is deregistered.
+Only with ``insecure_pass_registration_token: true`` is the token written into
+the instance (for forges without an ephemeral Register).
 
-Webhook vocabulary (``X-Gitea-Event: workflow_job``):
-
-* 1.24: DB Waiting → ``queued`` (ready for a runner: demand), Blocked →
-  ``waiting`` (ignored), Running/Cancelling → ``in_progress``, everything else
-  → ``completed`` with a conclusion.
-* newer: ``pending`` / ``requested`` (not ready for a runner: ignored) and
-  skipped jobs as ``completed`` + conclusion ``skipped`` (ignored).
+Webhook (``X-Gitea-Event: workflow_job``; every shape is recorded with its
+source in ``tests/forges/shapes/gitea.json``): ``{action, workflow_job:
+ActionWorkflowJob, repository, sender, organization?}``. ``action`` is the
+job's status (``services/webhook/notifier.go`` at 1.24,
+``services/convert/convert.go`` ``ToActionsStatus`` since 1.25): Waiting →
+``queued`` (demand), Blocked → ``waiting`` (ignored), Running (and, since
+1.27, Cancelling) → ``in_progress``, done → ``completed`` with a conclusion
+(1.24 sends an empty one for skipped jobs), and ``""`` for a status it does not
+know (1.24 … 1.26). ``runner_id`` / ``runner_name`` are left out until a
+runner takes the job.
 """
 
 from __future__ import annotations
@@ -30,26 +36,29 @@ import structlog
 from scaler.clock import Clock, SystemClock
 from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
+from scaler.domain.repository import gitea_repository_problem
 from scaler.errors import ForgePermanentError, ForgeTemporaryError, MalformedDelivery, RunnerBusyError
 from scaler.forges._common import (
     action_state,
-    as_int,
+    as_id,
     first_header,
     gitea_scope_path,
     iso_to_epoch,
     load_object,
     obj,
-    opt_int,
+    opt_id,
     parse_version,
+    repository,
     repository_from_url,
     str_list,
 )
-from scaler.forges._http import ForgeHTTP
+from scaler.forges._http import ForgeHTTP, describe_transport_error
 from scaler.forges._metrics import FORGE_REQUESTS
 from scaler.forges._signature import GITEA, GOGS, HUB_256, verify_signature
 from scaler.forges.base import Delivery, RunnerInfo, RunnerLaunch
+from scaler.forges.options import ForgejoOptions, GiteaOptions
 from scaler.provider import CredentialFile, Finding
-from scaler.secrets import Secret
+from scaler.secrets import Secret, read_secret_file
 
 log = structlog.get_logger("scaler.forges.gitea")
 
@@ -63,16 +72,21 @@ REGISTER_RPC = "/api/actions/runner.v1.RunnerService/Register"
 _GITEA_ACTIONS: dict[str, JobState | str] = {
     "queued": JobState.QUEUED,
     "waiting": "job is blocked (waiting for needs, approval or concurrency); no runner needed yet",
-    "pending": "job is pending (not ready for a runner yet)",
-    "requested": "job is requested (not ready for a runner yet)",
     "in_progress": JobState.IN_PROGRESS,
     "completed": JobState.COMPLETED,
+    "": "job status unknown to the forge (empty action); no runner needed",
 }
 
 
 def gitea_state(action: str | None, status: str | None, conclusion: str | None) -> JobState | str:
     """The job state a Gitea ``workflow_job`` delivery reports, or why it is ignored."""
+    if action == "":
+        return _GITEA_ACTIONS[""]
     return action_state(_GITEA_ACTIONS, action, status, conclusion)
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def parse_gitea_delivery(forge: str, headers: Mapping[str, str], body: bytes) -> Delivery:
@@ -87,35 +101,52 @@ def parse_gitea_delivery(forge: str, headers: Mapping[str, str], body: bytes) ->
     if event != "workflow_job":
         return Delivery(delivery_id, event, None, None, ignored=f"event {event!r} is not a job event")
     action = data.get("action")
-    if action is not None and not isinstance(action, str):
+    if action is None:
+        raise MalformedDelivery("action is missing")
+    if not isinstance(action, str):
         raise MalformedDelivery("action must be a string")
     wj = obj(data.get("workflow_job"), "workflow_job")
-    as_int(wj.get("id"), "workflow_job.id")
-    repo = obj(data.get("repository"), "repository").get("full_name")
-    if not isinstance(repo, str) or "/" not in repo:
-        raise MalformedDelivery("repository.full_name must be owner/repo")
-    status = wj.get("status") if isinstance(wj.get("status"), str) else None
-    conclusion = wj.get("conclusion") if isinstance(wj.get("conclusion"), str) else None
-    state = gitea_state(action, status, conclusion)
+    job_id = as_id(wj.get("id"), "workflow_job.id")
+    repo = repository(obj(data.get("repository"), "repository").get("full_name"), "repository.full_name",
+                      gitea_repository_problem)
+    state = gitea_state(action, _opt_str(wj.get("status")), _opt_str(wj.get("conclusion")))
     if not isinstance(state, JobState):
         return Delivery(delivery_id, event, action, None, ignored=state)
-    return Delivery(delivery_id, event, action, _job_from_api(forge, wj, repo, state))
+    return Delivery(delivery_id, event, action, job_from_gitea(forge, wj, repo, state, job_id))
 
 
-def _job_from_api(forge: str, wj: Mapping[str, Any], repo: str, state: JobState) -> Job:
-    runner_name = wj.get("runner_name")
+def job_from_gitea(forge: str, wj: Mapping[str, Any], repo: str, state: JobState, job_id: int | None = None) -> Job:
+    """A Job from Gitea's ``ActionWorkflowJob`` (webhook or jobs listing)."""
     return Job(
         forge=forge,
-        id=as_int(wj.get("id"), "workflow_job.id"),
+        id=job_id if job_id is not None else as_id(wj.get("id"), "workflow_job.id"),
         repository=repo,
         labels=str_list(wj.get("labels"), "workflow_job.labels"),
         state=state,
-        run_id=opt_int(wj.get("run_id")),
-        runner_name=runner_name if isinstance(runner_name, str) and runner_name else None,
+        run_id=opt_id(wj.get("run_id"), "workflow_job.run_id"),
+        runner_name=_opt_str(wj.get("runner_name")),
         queued_at=iso_to_epoch(wj.get("created_at")),
         started_at=iso_to_epoch(wj.get("started_at")) if state is not JobState.QUEUED else None,
         completed_at=iso_to_epoch(wj.get("completed_at")) if state is JobState.COMPLETED else None,
     )
+
+
+def _register_error(forge: str, resp: httpx.Response) -> ForgeTemporaryError | ForgePermanentError:
+    """A failed ``Register``: a Connect error ``{code, message}``. Gitea
+    returns plain errors, which connect-go sends as ``unknown`` / HTTP 500
+    (``routers/api/actions/runner/runner.go``): a token it does not know is
+    permanent, one it has replaced ("invalidated") is not (the next mint
+    fetches the current one)."""
+    code = message = ""
+    with contextlib.suppress(ValueError, AttributeError):
+        data = resp.json()
+        code, message = str(data.get("code", "")), str(data.get("message", ""))[:200]
+    msg = f"{forge}: Register RPC failed: HTTP {resp.status_code} {code} {message}".rstrip()
+    if "registration token not found" in message:
+        return ForgePermanentError(msg)
+    if resp.status_code >= 500 or resp.status_code == 429 or code in ("unavailable", "resource_exhausted"):
+        return ForgeTemporaryError(msg)
+    return ForgePermanentError(msg)
 
 
 # --- act_runner files -----------------------------------------------------------
@@ -233,40 +264,61 @@ class GiteaFamily:
     # --- runners ------------------------------------------------------------------
 
     async def _paged(self, path: str, endpoint: str, key: str | None, params: Mapping[str, Any]) -> list[Any]:
-        """Page through a list: ``{key: [...], total_count}`` or a bare array."""
+        """Page through a list: ``{key: [...], total_count}`` (Gitea) or a bare
+        array with ``X-Total-Count`` (Forgejo; ``null`` when empty)."""
         items: list[Any] = []
         for page in range(1, MAX_PAGES + 1):
             resp = await self.http.request(
                 "GET", self.api(path), endpoint=endpoint, params={**params, "page": page, "limit": PAGE_SIZE}
             )
             data = resp.json()
+            total: object = None
             if key is None:
                 batch = data if isinstance(data, list) else []
-                total_header = resp.headers.get("x-total-count")
-                total = int(total_header) if total_header and total_header.isdigit() else None
+                total_header = resp.headers.get("x-total-count", "")
+                total = int(total_header) if total_header.isdigit() and len(total_header) < 12 else None
             else:
-                batch = (data or {}).get(key) or []
-                total = (data or {}).get("total_count")
+                found = data.get(key) if isinstance(data, Mapping) else None
+                batch = found if isinstance(found, list) else []
+                total = data.get("total_count") if isinstance(data, Mapping) else None
             items.extend(batch)
             if not batch or len(batch) < PAGE_SIZE or (isinstance(total, int) and len(items) >= total):
                 break
         return items
 
-    def _runner_info(self, r: Mapping[str, Any]) -> RunnerInfo:
+    def _runner_info(self, r: object) -> RunnerInfo:
+        """A runner as listed (Gitea: ``status`` online/offline + ``busy``;
+        Forgejo: ``status`` offline/idle/active). Raises MalformedDelivery."""
+        if not isinstance(r, Mapping):
+            raise MalformedDelivery("runner must be a JSON object")
         status = str(r.get("status") or "").lower()
-        labels = tuple(x.get("name", "") if isinstance(x, Mapping) else str(x) for x in r.get("labels") or [])
-        return RunnerInfo(
-            id=int(r["id"]),
-            name=str(r.get("name", "")),
-            online=status not in ("offline", "unspecified", ""),
-            busy=bool(r.get("busy")) or status == "active",
-            labels=labels,
-            ephemeral=bool(r.get("ephemeral")),
+        raw_labels = r.get("labels")
+        labels = tuple(
+            str(x.get("name", "")) if isinstance(x, Mapping) else str(x)
+            for x in (raw_labels if isinstance(raw_labels, list) else [])
         )
+        name = r.get("name")
+        return RunnerInfo(
+            id=as_id(r.get("id"), "runner.id"),
+            name=name if isinstance(name, str) else "",
+            online=status not in ("offline", "unspecified", ""),
+            busy=r.get("busy") is True or status == "active",
+            labels=labels,
+            ephemeral=r.get("ephemeral") is True,
+        )
+
+    def _runner_infos(self, raw: list[Any]) -> list[RunnerInfo]:
+        out: list[RunnerInfo] = []
+        for r in raw:
+            try:
+                out.append(self._runner_info(r))
+            except MalformedDelivery as exc:
+                log.warning("runner listing entry skipped", forge=self.name, reason=str(exc))
+        return out
 
     async def list_runners(self) -> list[RunnerInfo]:
         raw = await self._paged(f"{self.scope_path}/actions/runners", "list_runners", self.runners_key, {})
-        return [self._runner_info(r) for r in raw]
+        return self._runner_infos(raw)
 
     async def get_runner(self, runner_id: int) -> RunnerInfo | None:
         resp = await self.http.request(
@@ -274,7 +326,10 @@ class GiteaFamily:
         )
         if resp.status_code == 404:
             return None
-        return self._runner_info(resp.json())
+        try:
+            return self._runner_info(resp.json())
+        except MalformedDelivery as exc:
+            raise ForgeTemporaryError(f"{self.name}: GET runner {runner_id}: unexpected answer ({exc})") from None
 
     async def deregister(self, runner_id: int) -> None:
         runner = await self.get_runner(runner_id)
@@ -293,27 +348,32 @@ class GiteaFamily:
 
     # --- launch helpers -------------------------------------------------------------
 
+    @property
+    def options(self) -> GiteaOptions | ForgejoOptions:
+        opts = self.config.options
+        if not isinstance(opts, GiteaOptions | ForgejoOptions):
+            raise TypeError(f"forge {self.name}: options are {type(opts).__name__}")
+        return opts
+
     def _image(self, pool: PoolConfig) -> str:
-        return pool.image or str(self.config.options.get("runner_image") or self.default_image)
+        return pool.image or self.options.runner_image or self.default_image
 
     def _runner_dir(self) -> str:
-        return str(self.config.options.get("runner_dir") or RUNNER_DIR)
+        return self.options.runner_dir.rstrip("/") or RUNNER_DIR
 
     def _cache(self) -> tuple[str | None, str | None]:
-        server = self.config.options.get("cache_server")
-        secret_file = self.config.options.get("cache_secret_file")
         secret = None
-        if secret_file:
-            with open(str(secret_file), encoding="utf-8") as fh:
-                secret = fh.read().strip()
-        return (str(server) if server else None, secret)
+        if self.options.cache_secret_file is not None:
+            secret = read_secret_file(self.options.cache_secret_file).reveal()
+        return self.options.cache_server, secret
 
-    def _command(self, default: tuple[str, ...], extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """The runner command; ``options.runner_command`` replaces it (e.g. a
-        stand-in runner in tests), with ``extra`` (the job handle) appended."""
-        override = self.config.options.get("runner_command")
-        if isinstance(override, list | tuple) and override:
-            return tuple(str(x) for x in override) + extra
+    def _command(self, default: tuple[str, ...], *, keep_args: bool = True) -> tuple[str, ...]:
+        """The runner command; ``options.runner_command`` replaces the program
+        (e.g. with a stand-in runner in tests) and, unless ``keep_args`` is
+        off (a shell script), gets the real runner's arguments."""
+        override = self.options.runner_command
+        if override:
+            return (*override, *default[1:]) if keep_args else override
         return default
 
     def _files(self, runner_json: str, labels: list[str]) -> tuple[CredentialFile, ...]:
@@ -383,20 +443,25 @@ class GiteaForge(GiteaFamily):
         self._jobs_listing = True
         jobs: list[Job] = []
         for wj in items:
-            if not isinstance(wj, Mapping) or wj.get("status") not in (None, "queued"):
-                continue
-            repo = (
-                self.config.scope.name
-                if self.config.scope.kind == "repository"
-                else repository_from_url(wj.get("url"), wj.get("run_url"))
-            )
-            if not repo:
+            if not isinstance(wj, Mapping) or wj.get("status") != "queued":
                 continue
             try:
-                jobs.append(_job_from_api(self.name, wj, repo, JobState.QUEUED))
-            except MalformedDelivery:
-                continue
+                jobs.append(self._listed_job(wj))
+            except MalformedDelivery as exc:
+                log.warning("queued job skipped", forge=self.name, job=str(wj.get("id"))[:40], reason=str(exc))
         return jobs
+
+    def _listed_job(self, wj: Mapping[str, Any]) -> Job:
+        """A job of the listing. The listing names no repository but in the
+        job's URLs (``{repo.APIURL}/actions/jobs/{id}``, ``…/runs/{run}``)."""
+        if self.config.scope.kind == "repository" and self.config.scope.name:
+            repo: str | None = self.config.scope.name
+        else:
+            repo = repository_from_url(wj.get("url"), wj.get("run_url"))
+        if repo is None:
+            raise MalformedDelivery("url names no repository")
+        checked = repository(repo, "repository (from url)", gitea_repository_problem)
+        return job_from_gitea(self.name, wj, checked, JobState.QUEUED)
 
     # --- credentials ----------------------------------------------------------------
 
@@ -420,16 +485,12 @@ class GiteaForge(GiteaFamily):
                 headers={"content-type": "application/json", "connect-protocol-version": "1"},
             )
         except httpx.TransportError as exc:
-            raise ForgeTemporaryError(f"{self.name}: Register RPC: {type(exc).__name__}") from None
+            raise ForgeTemporaryError(
+                f"{self.name}: POST {self.config.url}{REGISTER_RPC}: {describe_transport_error(exc)}"
+            ) from None
         FORGE_REQUESTS.labels(self.name, "register", str(resp.status_code)).inc()
         if resp.status_code != 200:
-            code = ""
-            with contextlib.suppress(ValueError):
-                code = str(resp.json().get("code", ""))
-            msg = f"{self.name}: Register RPC failed: HTTP {resp.status_code} {code}".strip()
-            if resp.status_code >= 500 or resp.status_code == 429 or code in ("unavailable", "resource_exhausted"):
-                raise ForgeTemporaryError(msg)
-            raise ForgePermanentError(msg)
+            raise _register_error(self.name, resp)
         runner = resp.json().get("runner")
         if not isinstance(runner, Mapping) or not runner.get("uuid") or not runner.get("token"):
             raise ForgePermanentError(f"{self.name}: Register RPC answer has no runner")
@@ -456,7 +517,7 @@ class GiteaForge(GiteaFamily):
                 runner_id=None,
                 runner_name=runner_name,
                 image=image,
-                command=self._command(("sh", "-c", script)),
+                command=self._command(("sh", "-c", script), keep_args=False),
                 env={},
                 files=(
                     CredentialFile(f"{d}/registration-token", reg, 0o600),
@@ -471,7 +532,7 @@ class GiteaForge(GiteaFamily):
             )
         reg = await self._registration_token()
         runner = await self._register(reg, runner_name, labels)
-        runner_id = as_int(runner.get("id"), "runner.id")
+        runner_id = as_id(runner.get("id"), "runner.id")
         content = runner_file(
             runner_id=runner_id,
             uuid=str(runner["uuid"]),

@@ -28,11 +28,24 @@ from scaler.clock import Clock, SystemClock
 from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
 from scaler.domain.labels import label_name
+from scaler.domain.repository import github_repository_problem
 from scaler.errors import ForgePermanentError, ForgeTemporaryError, MalformedDelivery, PollSkipped, RunnerBusyError
-from scaler.forges._common import action_state, as_int, first_header, iso_to_epoch, load_object, obj, opt_int, str_list
+from scaler.forges._common import (
+    action_state,
+    as_id,
+    first_header,
+    iso_to_epoch,
+    load_object,
+    obj,
+    opt_id,
+    opt_int,
+    repository,
+    str_list,
+)
 from scaler.forges._http import ForgeHTTP
 from scaler.forges._signature import HUB_256, verify_signature
 from scaler.forges.base import Delivery, RunnerInfo, RunnerLaunch
+from scaler.forges.options import GitHubOptions, typed
 from scaler.provider import CredentialFile, Finding
 from scaler.secrets import Secret
 
@@ -74,13 +87,14 @@ def parse_github_delivery(forge: str, headers: Mapping[str, str], body: bytes) -
     if event != "workflow_job":
         return Delivery(delivery_id, event, None, None, ignored=f"event {event!r} is not a job event"), inst_id
     action = data.get("action")
+    if action is None:
+        raise MalformedDelivery("action is missing")
     if not isinstance(action, str):
         raise MalformedDelivery("action must be a string")
     wj = obj(data.get("workflow_job"), "workflow_job")
-    repo = obj(data.get("repository"), "repository").get("full_name")
-    if not isinstance(repo, str) or "/" not in repo:
-        raise MalformedDelivery("repository.full_name must be owner/repo")
-    as_int(wj.get("id"), "workflow_job.id")
+    as_id(wj.get("id"), "workflow_job.id")
+    repo = repository(obj(data.get("repository"), "repository").get("full_name"), "repository.full_name",
+                      github_repository_problem)
     status = wj.get("status") if isinstance(wj.get("status"), str) else None
     conclusion = wj.get("conclusion") if isinstance(wj.get("conclusion"), str) else None
     state = github_state(action, status, conclusion)
@@ -93,11 +107,11 @@ def job_from_github(forge: str, wj: Mapping[str, Any], repo: str, state: JobStat
     runner_name = wj.get("runner_name")
     return Job(
         forge=forge,
-        id=as_int(wj.get("id"), "workflow_job.id"),
+        id=as_id(wj.get("id"), "workflow_job.id"),
         repository=repo,
         labels=str_list(wj.get("labels"), "workflow_job.labels"),
         state=state,
-        run_id=opt_int(wj.get("run_id")),
+        run_id=opt_id(wj.get("run_id"), "workflow_job.run_id"),
         runner_name=runner_name if isinstance(runner_name, str) and runner_name else None,
         queued_at=iso_to_epoch(wj.get("created_at")),
         started_at=iso_to_epoch(wj.get("started_at")) if state is not JobState.QUEUED else None,
@@ -151,7 +165,7 @@ class AppTokens:
             if discover is None:
                 raise ForgePermanentError("GitHub App installation id unknown; set github_app.installation_id")
             resp = await http.request("GET", discover(), endpoint="get_installation", headers=bearer, auth=False)
-            self.installation_id = as_int(resp.json().get("id"), "installation.id")
+            self.installation_id = as_id(resp.json().get("id"), "installation.id")
         resp = await http.request(
             "POST",
             f"/app/installations/{self.installation_id}/access_tokens",
@@ -217,7 +231,8 @@ class GitHubForge:
         self._etags: OrderedDict[str, tuple[str, Any]] = OrderedDict()
         self._last_poll: float | None = None
         self._last_poll_cost = 1
-        self.reserve = int(config.options.get("rate_limit_reserve", 100))
+        self.options = typed(config.options, GitHubOptions)
+        self.reserve = self.options.rate_limit_reserve
         self._group_ids: dict[str, int] = {}
         self.enterprise_version: str | None = None
 
@@ -304,7 +319,7 @@ class GitHubForge:
     async def list_queued_jobs(self) -> list[Job] | None:
         """Queued jobs; ``None`` for an enterprise scope without ``poll_repositories``
         (it cannot list); raises PollSkipped when the rate budget says wait."""
-        if self.config.scope.kind == "enterprise" and not self.config.options.get("poll_repositories"):
+        if self.config.scope.kind == "enterprise" and not self.options.poll_repositories:
             return None
         now = self.clock.now()
         # 5 % slack so a resync timer of the same period is not skipped for jitter
@@ -327,37 +342,59 @@ class GitHubForge:
                     f"/repos/{repo}/actions/runs", "list_runs", "workflow_runs", {"status": status}
                 )
                 for run in runs:
-                    run_id = opt_int(run.get("id"))
+                    run_id = opt_int(run.get("id")) if isinstance(run, Mapping) else None
                     if run_id is None or run_id in seen_runs:
                         continue
                     seen_runs.add(run_id)
-                    for wj in await self._paged(
-                        f"/repos/{repo}/actions/runs/{run_id}/jobs", "list_run_jobs", "jobs", {"filter": "latest"}
-                    ):
-                        if isinstance(wj, Mapping) and wj.get("status") == "queued":
-                            try:
-                                jobs.append(job_from_github(self.name, wj, repo, JobState.QUEUED))
-                            except MalformedDelivery:
-                                continue
+                    jobs += self._queued_of(
+                        repo,
+                        await self._paged(
+                            f"/repos/{repo}/actions/runs/{run_id}/jobs", "list_run_jobs", "jobs", {"filter": "latest"}
+                        ),
+                    )
         self._last_poll_cost = max(1, self._cost)
         return jobs
 
+    def _queued_of(self, repo: str, listed: list[Any]) -> list[Job]:
+        out: list[Job] = []
+        for wj in listed:
+            if isinstance(wj, Mapping) and wj.get("status") == "queued":
+                try:
+                    out.append(job_from_github(self.name, wj, repo, JobState.QUEUED))
+                except MalformedDelivery as exc:
+                    log.warning("queued job skipped", forge=self.name, job=str(wj.get("id"))[:40], reason=str(exc))
+        return out
+
     async def _poll_repositories(self) -> list[str]:
-        configured = self.config.options.get("poll_repositories")
-        if isinstance(configured, list | tuple) and configured:
-            return [str(x) for x in configured]
+        configured = self.options.poll_repositories
+        if configured:
+            return list(configured)
         if self.config.scope.kind == "repository":
             return [str(self.config.scope.name)]
         repos = await self._paged(f"/orgs/{self.config.scope.name}/repos", "list_repos", None, {"type": "all"})
-        return [str(r["full_name"]) for r in repos if isinstance(r, Mapping) and not r.get("archived")]
+        names = []
+        for r in repos:
+            name = r.get("full_name") if isinstance(r, Mapping) else None
+            if r.get("archived") if isinstance(r, Mapping) else True:
+                continue
+            if github_repository_problem(name) is not None:  # never put a bad name into a URL path
+                log.warning("repository skipped", forge=self.name, repository=str(name)[:80])
+                continue
+            names.append(str(name))
+        return names
 
     async def _paged(self, url: str, endpoint: str, key: str | None, params: Mapping[str, Any]) -> list[Any]:
         items: list[Any] = []
         for page in range(1, MAX_PAGES + 1):
             data = await self._get_json(url, endpoint, {**params, "per_page": PER_PAGE, "page": page})
-            batch = data if key is None else (data or {}).get(key) or []
+            if key is None:
+                batch = data if isinstance(data, list) else []
+                total = None
+            else:
+                found = data.get(key) if isinstance(data, Mapping) else None
+                batch = found if isinstance(found, list) else []
+                total = data.get("total_count") if isinstance(data, Mapping) else None
             items.extend(batch)
-            total = None if key is None else (data or {}).get("total_count")
             if not batch or len(batch) < PER_PAGE or (isinstance(total, int) and len(items) >= total):
                 break
         return items
@@ -365,14 +402,20 @@ class GitHubForge:
     # --- runners -------------------------------------------------------------------
 
     @staticmethod
-    def _runner_info(r: Mapping[str, Any]) -> RunnerInfo:
+    def _runner_info(r: object) -> RunnerInfo:
+        if not isinstance(r, Mapping):
+            raise MalformedDelivery("runner must be a JSON object")
+        labels = r.get("labels")
+        name = r.get("name")
         return RunnerInfo(
-            id=int(r["id"]),
-            name=str(r.get("name", "")),
+            id=as_id(r.get("id"), "runner.id"),
+            name=name if isinstance(name, str) else "",
             online=str(r.get("status", "")).lower() == "online",
-            busy=bool(r.get("busy")),
-            labels=tuple(x.get("name", "") for x in r.get("labels") or [] if isinstance(x, Mapping)),
-            ephemeral=bool(r.get("ephemeral")),
+            busy=r.get("busy") is True,
+            labels=tuple(
+                str(x.get("name", "")) for x in (labels if isinstance(labels, list) else []) if isinstance(x, Mapping)
+            ),
+            ephemeral=r.get("ephemeral") is True,
         )
 
     async def list_runners(self) -> list[RunnerInfo]:
@@ -385,17 +428,30 @@ class GitHubForge:
                 params={"per_page": PER_PAGE, "page": page},
             )
             data = resp.json()
-            batch = data.get("runners") or []
+            found = data.get("runners") if isinstance(data, Mapping) else None
+            batch = found if isinstance(found, list) else []
             items.extend(batch)
-            if len(batch) < PER_PAGE or len(items) >= int(data.get("total_count", 0)):
+            total = data.get("total_count") if isinstance(data, Mapping) else None
+            if len(batch) < PER_PAGE or not isinstance(total, int) or len(items) >= total:
                 break
-        return [self._runner_info(r) for r in items]
+        out: list[RunnerInfo] = []
+        for r in items:
+            try:
+                out.append(self._runner_info(r))
+            except MalformedDelivery as exc:
+                log.warning("runner listing entry skipped", forge=self.name, reason=str(exc))
+        return out
 
     async def get_runner(self, runner_id: int) -> RunnerInfo | None:
         resp = await self.http.request(
             "GET", f"{self.scope_path}/actions/runners/{runner_id}", endpoint="get_runner", ok=(200, 404)
         )
-        return None if resp.status_code == 404 else self._runner_info(resp.json())
+        if resp.status_code == 404:
+            return None
+        try:
+            return self._runner_info(resp.json())
+        except MalformedDelivery as exc:
+            raise ForgeTemporaryError(f"{self.name}: GET runner {runner_id}: unexpected answer ({exc})") from None
 
     async def deregister(self, runner_id: int) -> None:
         resp = await self.http.request(
@@ -407,9 +463,9 @@ class GitHubForge:
     # --- credentials -----------------------------------------------------------------
 
     async def _runner_group_id(self, pool: PoolConfig) -> int:
-        group = pool.runner_group or self.config.options.get("runner_group")
+        group = pool.runner_group or self.options.runner_group
         if group is None:
-            return int(self.config.options.get("runner_group_id", 1))
+            return self.options.runner_group_id
         text = str(group)
         if text.isdigit():
             return int(text)
@@ -452,16 +508,16 @@ class GitHubForge:
             raise ForgePermanentError(f"{self.name}: generate-jitconfig answer has no encoded_jit_config")
         runner_id = opt_int(runner.get("id"))
         log.info("jit runner minted", forge=self.name, runner=runner_name, runner_id=runner_id)
-        override = self.config.options.get("runner_command")
+        override = self.options.runner_command
         command: tuple[str, ...]
-        if isinstance(override, list | tuple) and override:
-            command = tuple(str(x) for x in override)
+        if override:
+            command = tuple(override)
         else:
             command = ("sh", "-c", f'exec /home/runner/run.sh --jitconfig "$(cat {JIT_PATH})"')
         return RunnerLaunch(
             runner_id=runner_id,
             runner_name=runner_name,
-            image=pool.image or str(self.config.options.get("runner_image") or DEFAULT_IMAGE),
+            image=pool.image or self.options.runner_image or DEFAULT_IMAGE,
             command=command,
             env={},
             files=(CredentialFile(JIT_PATH, Secret(jit), 0o600),),
@@ -489,7 +545,7 @@ class GitHubForge:
             out.append(Finding("ok", subject, "ephemeral credentials: available (generate-jitconfig)"))
         except (ForgeTemporaryError, ForgePermanentError) as exc:
             out.append(Finding("error", subject, f"runner listing failed (needs admin on the scope): {exc}"))
-        if self.config.scope.kind == "enterprise" and not self.config.options.get("poll_repositories"):
+        if self.config.scope.kind == "enterprise" and not self.options.poll_repositories:
             out.append(
                 Finding(
                     "warning",

@@ -21,8 +21,9 @@ from typing import Any
 
 from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
+from scaler.domain.repository import github_repository_problem
 from scaler.errors import ForgeTemporaryError, MalformedDelivery, RunnerBusyError, SignatureError
-from scaler.forges._common import as_int, load_object, obj, opt_int, str_list
+from scaler.forges._common import as_int, load_object, obj, opt_id, repository, str_list
 from scaler.forges.base import Delivery, RunnerInfo, RunnerLaunch
 from scaler.provider import CredentialFile, Finding
 from scaler.secrets import Secret
@@ -143,7 +144,7 @@ class FakeForge:
         if state is None:
             secrets = config.webhook_secrets()
             state = FakeForgeState(
-                secret=secrets[0].reveal(), auto_online=bool(config.options.get("auto_online", True))
+                secret=secrets[0].reveal(), auto_online=getattr(config.options, "auto_online", True)
             )
         self.state = state
 
@@ -170,9 +171,8 @@ class FakeForge:
         if not isinstance(action, str) or action not in _ACTION_STATE:
             raise MalformedDelivery("not a workflow_job delivery: bad action")
         wj = obj(data.get("workflow_job"), "workflow_job")
-        repo = obj(data.get("repository"), "repository").get("full_name")
-        if not isinstance(repo, str) or "/" not in repo:
-            raise MalformedDelivery("repository.full_name must be owner/repo")
+        repo = repository(obj(data.get("repository"), "repository").get("full_name"), "repository.full_name",
+                          github_repository_problem)
         runner_name = wj.get("runner_name")
         job = Job(
             forge=self.name,
@@ -180,7 +180,7 @@ class FakeForge:
             repository=repo,
             labels=str_list(wj.get("labels"), "workflow_job.labels"),
             state=_ACTION_STATE[action],
-            run_id=opt_int(wj.get("run_id")),
+            run_id=opt_id(wj.get("run_id"), "workflow_job.run_id"),
             runner_name=runner_name if isinstance(runner_name, str) and runner_name else None,
         )
         return Delivery(delivery_id, event, action, job)
