@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +38,19 @@ async def test_poll_mint_with_handle_run_and_cleanup(tmp_path: Path, forgejo_ser
 
     launch = await a.mint(pool(("docker:docker://node:20",)), "rs-small-7", mine)
     runner = forgejo_server.runner_by_name("rs-small-7")
-    assert runner is not None and runner.ephemeral and launch.runner_id == runner.id
-    assert launch.command[:2] == ("forgejo-runner", "one-job")
-    assert "--handle" in launch.command and job.handle in launch.command
+    assert runner is not None and runner.ephemeral and launch.runner_id == runner.id and launch.bound_to_job
+    # forgejo-runner 12.8: a connection from flags, the token from a file, bound by the handle
+    assert launch.command == ("forgejo-runner", "one-job", "--url", forgejo_server.url, "--uuid", runner.uuid,
+                              "--token-url", "file:/data/token", "--label", "docker:docker://node:20",
+                              "--handle", job.handle, "--wait")
     assert launch.env == {} and forgejo_server.registration_tokens == []
     files = {f.path: f.content.reveal() for f in launch.files}
-    rf = json.loads(files["/data/.runner"])
-    assert rf["uuid"] == runner.uuid and rf["token"] == runner.token
+    assert files == {"/data/token": runner.token}  # exactly the token: file: secrets are read as they are
+    assert all(f.mode == 0o600 for f in launch.files)
 
     result = await run_launch(files, launch.command, sleep=_noop)
-    assert result.job_id == job.id  # the handle bound the runner to its own job, not the older one
+    assert result.exit_code == 0 and result.calls[1].startswith("FetchSingleTask")
+    assert result.job_id == job.task_id  # the handle bound the runner to its own job, not the older one
     assert job.status == "success" and other.status == "waiting"
     assert runner.id not in forgejo_server.runners  # Forgejo removes used ephemeral runners
     await a.deregister(runner.id)  # already gone: success
@@ -90,27 +92,31 @@ async def test_check(tmp_path: Path, forgejo_server: FakeForgeServer, clock: Fak
     await a.aclose()
 
 
-async def test_webhooks_per_status(tmp_path: Path, forgejo_server: FakeForgeServer, clock: FakeClock) -> None:
-    a = adapter(tmp_path, forgejo_server, clock)
+@pytest.mark.parametrize("top_repository", [True, False], ids=["repository", "run.repository"])
+async def test_webhooks_per_status(tmp_path: Path, clock: FakeClock, top_repository: bool) -> None:
+    srv = FakeForgeServer("forgejo", "17.0.0", payload_repository=top_repository).start()
+    a = adapter(tmp_path, srv, clock)
     rx = Receiver(a)
     try:
         res = await install_hook(a, rx.url)
         assert res["action"] == "created" and tuple(res["events"]) == JOB_EVENTS
-        hook = next(iter(forgejo_server.hooks.values()))
+        hook = next(iter(srv.hooks.values()))
         assert hook.type == "forgejo" and hook.content_type == "json"
-        job = forgejo_server.queue_job("acme/app", ["docker"], blocked=True)
-        forgejo_server.unblock(job)
-        forgejo_server.set_status(job, "running")
-        forgejo_server.set_status(job, "cancelled")
-        await forgejo_server.flush()
+        job = srv.queue_job("acme/app", ["docker"], blocked=True)
+        srv.unblock(job)
+        srv.set_status(job, "running")
+        srv.set_status(job, "cancelled")
+        await srv.flush()
         assert rx.refused == []
         assert [d.event for d in rx.deliveries] == ["workflow_job_blocked", "workflow_job_waiting",
                                                    "workflow_job_running", "workflow_job_cancelled"]
         assert [d.job.state if d.job else None for d in rx.deliveries] == [
             None, JobState.QUEUED, JobState.IN_PROGRESS, JobState.COMPLETED]
         assert rx.deliveries[1].job is not None and rx.deliveries[1].job.handle == job.handle
+        assert all(d.job.repository == "acme/app" for d in rx.deliveries if d.job)
     finally:
         rx.stop()
+        srv.stop()
         await a.aclose()
 
 
@@ -137,6 +143,62 @@ async def test_runner_command_override_keeps_the_handle(tmp_path: Path, forgejo_
     queued = await a.list_queued_jobs()
     assert queued is not None
     launch = await a.mint(pool(), "rs-o", queued[0])
-    assert launch.command == ("/standin/runner.sh", "--handle", job.handle)
-    assert {f.path for f in launch.files} == {"/var/lib/runner/.runner", "/var/lib/runner/config.yaml"}
+    runner = forgejo_server.runner_by_name("rs-o")
+    assert runner is not None
+    assert launch.command == ("/standin/runner.sh", "one-job", "--url", forgejo_server.url, "--uuid", runner.uuid,
+                              "--token-url", "file:/var/lib/runner/token", "--label", "ubuntu-latest:docker://node:20",
+                              "--handle", job.handle, "--wait")
+    assert {f.path for f in launch.files} == {"/var/lib/runner/token"}
     await a.aclose()
+
+
+async def test_cache_server_goes_into_a_config_file(tmp_path: Path, forgejo_server: FakeForgeServer,
+                                                    clock: FakeClock) -> None:
+    secret = tmp_path / "cache-secret"
+    secret.write_text("c4che-s3cret\n")
+    a = adapter(tmp_path, forgejo_server, clock, options={"cache_server": "http://cache.internal:8088/",
+                                                          "cache_secret_file": str(secret)})
+    launch = await a.mint(pool(), "rs-c", None)
+    files = {f.path: f.content.reveal() for f in launch.files}
+    assert files["/data/config.yaml"] == ('cache:\n  enabled: true\n  external_server: "http://cache.internal:8088/"\n'
+                                          '  secret: "c4che-s3cret"\n')
+    assert launch.command[2:4] == ("--config", "/data/config.yaml")
+    await a.aclose()
+
+
+async def test_no_task_exits_2_and_the_job_stays_queued(tmp_path: Path, forgejo_server: FakeForgeServer,
+                                                       clock: FakeClock) -> None:
+    """forgejo-runner one-job without --wait whose job went elsewhere exits 2;
+    its runner record stays until deregistered, and the job is still waiting."""
+    a = adapter(tmp_path, forgejo_server, clock, options={"one_job_wait": False})
+    job = forgejo_server.queue_job("acme/app", ["ubuntu-latest"])
+    queued = await a.list_queued_jobs()
+    assert queued is not None
+    launch = await a.mint(pool(), "rs-late", queued[0])
+    assert "--wait" not in launch.command
+    thief = forgejo_server.new_runner("other", labels=["ubuntu-latest"], ephemeral=True)
+    forgejo_server.set_status(job, "running", thief)  # taken by another runner first
+    forgejo_server.set_status(job, "failure")
+    retry = forgejo_server.queue_job("acme/app", ["ubuntu-latest"])  # a re-run: a new attempt, a new handle
+    result = await run_launch({f.path: f.content.reveal() for f in launch.files}, launch.command, sleep=_noop)
+    assert result.exit_code == 2 and result.job_id is None
+    assert launch.runner_id in forgejo_server.runners  # Forgejo removes only runners that ran a task
+    await a.deregister(launch.runner_id or 0)
+    assert launch.runner_id not in forgejo_server.runners
+    assert retry.status == "waiting" and [j.id for j in await a.list_queued_jobs() or []] == [retry.id]
+    await a.aclose()
+
+
+async def test_running_job_names_the_runner_minted_for_its_handle(tmp_path: Path, clock: FakeClock) -> None:
+    with FakeForgeServer("forgejo", "17.0.0") as srv:
+        a = adapter(tmp_path, srv, clock)
+        srv.subscribe("http://127.0.0.1:1/x", "forge-test-secret-1")
+        job = srv.queue_job("acme/app", ["ubuntu-latest"])
+        queued = await a.list_queued_jobs()
+        assert queued is not None
+        launch = await a.mint(pool(), "rs-small-j1", queued[0])
+        await run_launch({f.path: f.content.reveal() for f in launch.files}, launch.command, sleep=_noop)
+        running = [a.parse(d.headers, d.body) for d in srv.outbox if b'"running"' in d.body]
+        assert running and running[0].job is not None and running[0].job.runner_name == "rs-small-j1"
+        assert job.status == "success"
+        await a.aclose()

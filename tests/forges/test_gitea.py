@@ -69,13 +69,10 @@ async def test_queued_job_found_by_polling_minted_run_and_deregistered(
     assert "file: \"/data/.runner\"" in files["/data/config.yaml"].content.reveal()
 
     result = await run_launch({p: f.content.reveal() for p, f in files.items()}, launch.command, sleep=_noop)
-    assert result.job_id == job.id
+    assert result.job_id == job.task_id and result.exit_code == 0 and result.tasks == (job.task_id,)
     assert job.status == "success" and job.runner_name == "rs-small-1"
-    # Gitea leaves the ephemeral record behind: the collector deletes it.
-    info = await a.get_runner(runner.id)
-    assert info is not None and not info.busy
-    await a.deregister(runner.id)
-    assert runner.id not in gitea_server.runners
+    # Gitea deletes an ephemeral runner once its task is done (models/actions/task.go UpdateTask).
+    assert await a.get_runner(runner.id) is None
     await a.deregister(runner.id)  # missing is success
     assert await a.get_runner(runner.id) is None
     assert await a.list_queued_jobs() == []
@@ -246,3 +243,53 @@ async def test_runner_config_with_shared_cache(tmp_path: Path, gitea_server: Fak
     assert cfg["cache"] == {"enabled": True, "external_server": "http://cache.internal:8088/",
                             "external_secret": "cache-secret-value"}
     await a.aclose()
+
+
+async def test_ephemeral_runner_file_means_one_task_then_exit(tmp_path: Path, gitea_server: FakeForgeServer,
+                                                              clock: FakeClock) -> None:
+    """act_runner with an ephemeral .runner (daemon.go PollOnce) takes one task
+    and exits, leaving the next job for another instance; a runner file
+    without ``ephemeral`` would keep taking jobs."""
+    a = adapter(tmp_path, gitea_server, clock)
+    first = gitea_server.queue_job("acme/app", ["ubuntu-latest"])
+    second = gitea_server.queue_job("acme/app", ["ubuntu-latest"])
+    launch = await a.mint(pool(), "rs-eph", None)
+    files = {f.path: f.content.reveal() for f in launch.files}
+    result = await run_launch(files, launch.command, sleep=_noop, max_polls=5)
+    assert result.exit_code == 0 and result.tasks == (first.task_id,)
+    assert first.status == "success" and second.status == "waiting"
+    assert gitea_server.runner_by_name("rs-eph") is None  # the forge removed the used ephemeral runner
+
+    other = json.loads(files["/data/.runner"])
+    reused = await a.mint(pool(), "rs-reused", None)
+    rf = json.loads(next(f.content.reveal() for f in reused.files if f.path.endswith(".runner")))
+    gitea_server.runner_by_name("rs-reused").ephemeral = False  # type: ignore[union-attr]
+    rf["ephemeral"] = False
+    third = gitea_server.queue_job("acme/app", ["ubuntu-latest"])
+    many = await run_launch({"/data/.runner": json.dumps(rf)}, ("act_runner", "daemon"), sleep=_noop, max_polls=5)
+    assert many.tasks == (second.task_id, third.task_id) and other["ephemeral"] is True
+    await a.aclose()
+
+
+async def test_unknown_registration_token_is_permanent(tmp_path: Path, gitea_server: FakeForgeServer,
+                                                       clock: FakeClock) -> None:
+    """Gitea refuses with a plain error (connect ``unknown``, HTTP 500): a
+    token it does not know is permanent, not retried as a 5xx."""
+    a = adapter(tmp_path, gitea_server, clock)
+    original = gitea_server.registration_token
+    # the scope's token answer is not a token Register knows (a mismatched URL or scope)
+    gitea_server.registration_token = lambda scope: "f" * 40  # type: ignore[method-assign]
+    with pytest.raises(ForgePermanentError, match="registration token not found"):
+        await a.mint(pool(), "rs-bad", None)
+    gitea_server.registration_token = original  # type: ignore[method-assign]
+    await a.aclose()
+
+
+async def test_gitea_127_registration_token_by_post(tmp_path: Path, clock: FakeClock) -> None:
+    with FakeForgeServer("gitea", "1.27.0") as srv:
+        a = adapter(tmp_path, srv, clock)
+        launch = await a.mint(pool(), "rs-127", None)
+        assert launch.runner_id is not None
+        assert ("POST", "/api/v1/orgs/acme/actions/runners/registration-token") in srv.requests
+        assert ("GET", "/api/v1/orgs/acme/actions/runners/registration-token") not in srv.requests
+        await a.aclose()

@@ -79,12 +79,47 @@ async def test_shell_standin_under_busybox(tmp_path: Path, kind: str, version: s
         files = _materialise(tmp_path, {f.path: f.content.reveal() for f in launch.files})
         if kind == "github":
             args = ["--jit-file", str(files["/run/runner-scaler/jitconfig"]), "--runner-file", "/nonexistent"]
+        elif kind == "forgejo":  # the one-job command line itself, the token file where the test put it
+            args = [a.replace("file:/data/token", f"file:{files['/data/token']}") for a in launch.command[1:]]
         else:
             args = ["--runner-file", str(files["/data/.runner"]), *_handle_args(launch.command)]
         proc = _run_script(tmp_path, args)
         assert proc.returncode == 0, proc.stderr
         taken = job if kind == "forgejo" else older  # the handle binds Forgejo's runner to its job
         assert taken.status == "success" and taken.runner_name == "rs-sh-1", proc.stderr
+        await adapter.aclose()
+
+
+@pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
+async def test_shell_one_job_without_a_task_exits_2(tmp_path: Path) -> None:
+    """forgejo-runner one-job without --wait: one fetch, no task, exit 2."""
+    with FakeForgeServer("forgejo", "15.0.0") as srv:
+        adapter = ForgejoForge(forge_config(tmp_path, "forgejo", srv.url, options={"one_job_wait": False}))
+        launch = await adapter.mint(pool(), "rs-sh-3", None)
+        files = _materialise(tmp_path, {f.path: f.content.reveal() for f in launch.files})
+        args = [a.replace("file:/data/token", f"file:{files['/data/token']}") for a in launch.command[1:]]
+        proc = _run_script(tmp_path, args)
+        assert proc.returncode == 2 and "no task received" in proc.stderr
+        runner = srv.runner_by_name("rs-sh-3")
+        assert runner is not None and runner.online  # it declared itself, then gave up
+        await adapter.aclose()
+
+
+@pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
+async def test_shell_daemon_reads_the_runner_file_from_its_config(tmp_path: Path) -> None:
+    """act_runner daemon --config F finds .runner through runner.file and,
+    the file being ephemeral, takes one job and exits."""
+    with FakeForgeServer("gitea", "1.25.0") as srv:
+        adapter = GiteaForge(forge_config(tmp_path, "gitea", srv.url, options={"runner_dir": "/data"}))
+        first = srv.queue_job("acme/app", ["ubuntu-latest"])
+        second = srv.queue_job("acme/app", ["ubuntu-latest"])
+        launch = await adapter.mint(pool(), "rs-sh-4", None)
+        files = _materialise(tmp_path, {f.path: f.content.reveal() for f in launch.files})
+        config = files["/data/config.yaml"]
+        config.write_text(config.read_text().replace('"/data/.runner"', f'"{files["/data/.runner"]}"'))
+        proc = _run_script(tmp_path, ["daemon", "--config", str(config)])
+        assert proc.returncode == 0, proc.stderr
+        assert first.status == "success" and second.status == "waiting"
         await adapter.aclose()
 
 

@@ -1,24 +1,36 @@
 #!/bin/sh
-# Stand-in runner for test instances (POSIX sh; runs under busybox: wget, sed, tr, base64, sleep).
+# Stand-in runner for test instances (POSIX sh; runs under busybox: wget, sed, tr, base64, sleep, cat).
 #
-# It uses its credential the way the real runner does, takes one job, reports
-# it done and exits 0 (exit 3 when no job came within the polls):
-#   Gitea / Forgejo: reads act_runner's runner file (JSON: id, uuid, name, token,
-#     address, labels) and calls the runner ConnectRPC service:
-#     Declare -> FetchTask (until a task; with --handle on Forgejo) -> UpdateTask
-#     (RESULT_SUCCESS), each with x-runner-uuid / x-runner-token headers.
+# It uses its credential and its command line the way the real runner does
+# (tests/forges/shapes/runner.json records where each behaviour was read):
+#   act_runner daemon [--config F]: reads the runner file (config runner.file,
+#     else /data/.runner: JSON id, uuid, name, token, address, labels,
+#     ephemeral), then Declare -> FetchTask until a task -> UpdateTask
+#     (RESULT_SUCCESS). An ephemeral runner file means one task, then exit 0.
+#   forgejo-runner one-job --url U --uuid X --token-url file:P --label L...
+#     [--handle H] [--wait]: Declare -> FetchSingleTask (with the handle) or
+#     FetchTask -> UpdateTask; without --wait it asks once and exits 2 when no
+#     task came (poll.ErrNoTaskReceived), as forgejo-runner 12.8 does.
 #   GitHub: reads the JIT config file (base64 JSON from the fake forge) and calls
 #     the fake forge's stand-in protocol /_fake/github-runner/{online,acquire,complete}.
+# Every RPC carries x-runner-uuid / x-runner-token. Exit 3: gave up after the
+# polls (a stand-in limit; the real runners keep asking).
 #
-# usage: runner.sh [--runner-file F] [--jit-file F] [--handle H] [--polls N] [--interval S]
+# usage: runner.sh [daemon|one-job] [flags above] [--runner-file F] [--jit-file F] [--polls N] [--interval S]
 #        (also: RUNNER_FILE, JIT_FILE, RUNNER_HANDLE, RUNNER_POLLS, RUNNER_INTERVAL)
 set -u
 
-RUNNER_FILE=${RUNNER_FILE:-/data/.runner}
+RUNNER_FILE=${RUNNER_FILE:-}
 JIT_FILE=${JIT_FILE:-/run/runner-scaler/jitconfig}
 HANDLE=${RUNNER_HANDLE:-}
 POLLS=${RUNNER_POLLS:-120}
 INTERVAL=${RUNNER_INTERVAL:-1}
+CONFIG=
+URL_FLAG=
+UUID_FLAG=
+TOKEN_URL=
+LABELS_FLAG=
+WAIT=
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -27,7 +39,12 @@ while [ $# -gt 0 ]; do
     --handle) HANDLE=$2; shift 2 ;;
     --polls) POLLS=$2; shift 2 ;;
     --interval) INTERVAL=$2; shift 2 ;;
-    --config|--wait|daemon|one-job) [ "$1" = "--config" ] && shift; shift ;;
+    --config|-c) CONFIG=$2; shift 2 ;;
+    --url) URL_FLAG=$2; shift 2 ;;
+    --uuid) UUID_FLAG=$2; shift 2 ;;
+    --token-url) TOKEN_URL=$2; shift 2 ;;
+    --label) LABELS_FLAG="$LABELS_FLAG${LABELS_FLAG:+,}\"${2%%:*}\""; shift 2 ;;
+    --wait|-w) WAIT=1; shift ;;
     *) shift ;;
   esac
 done
@@ -60,6 +77,64 @@ gh() { # VERB [BODY]
   wget -q -O - --header "x-jit-config: $JIT" --post-data "${2:-}" "$URL/_fake/github-runner/$1"
 }
 
+task_loop() { # MODE (fetch once or until a task; sets TASK)
+  VERSION=0
+  i=0
+  TASK=
+  METHOD=FetchTask
+  [ -n "$HANDLE" ] && METHOD=FetchSingleTask
+  while [ "$i" -lt "$POLLS" ]; do
+    if [ -n "$HANDLE" ]; then
+      BODY="{\"tasksVersion\":\"$VERSION\",\"handle\":\"$HANDLE\"}"
+    else
+      BODY="{\"tasksVersion\":\"$VERSION\"}"
+    fi
+    OUT=$(rpc "$METHOD" "$BODY") || { say "$METHOD failed"; exit 1; }
+    V=$(json_num tasksVersion "$OUT")
+    [ -n "$V" ] && VERSION=$V
+    case "$OUT" in
+      *'"task"'*) TASK=$(json_num id "$OUT"); return 0 ;;
+    esac
+    [ "$1" = once ] && return 0
+    i=$((i + 1))
+    sleep "$INTERVAL"
+  done
+}
+
+finish_task() {
+  say "running task $TASK"
+  rpc UpdateTask "{\"state\":{\"id\":\"$TASK\",\"result\":\"RESULT_SUCCESS\"},\"outputs\":{}}" >/dev/null \
+    || { say "UpdateTask failed"; exit 1; }
+  say "task $TASK done"
+}
+
+if [ -n "$URL_FLAG$UUID_FLAG$TOKEN_URL" ]; then   # forgejo-runner one-job with a connection from flags
+  [ -n "$URL_FLAG" ] || { say "\`url\` is empty"; exit 1; }
+  [ -n "$UUID_FLAG" ] || { say "\`uuid\` is empty"; exit 1; }
+  [ -n "$TOKEN_URL" ] || { say "\`token-url\` is empty"; exit 1; }
+  case "$TOKEN_URL" in file:*) ;; *) say "unsupported secret URL: $TOKEN_URL"; exit 1 ;; esac
+  TOKEN_PATH=${TOKEN_URL#file:}
+  TOKEN_PATH=${TOKEN_PATH#//}
+  [ -r "$TOKEN_PATH" ] || { say "cannot read secret $TOKEN_URL"; exit 1; }
+  TOKEN=$(cat "$TOKEN_PATH")
+  UUID=$UUID_FLAG
+  ADDRESS=${URL_FLAG%/}
+  say "one-job runner $UUID declaring to $ADDRESS"
+  rpc Declare "{\"version\":\"standin\",\"labels\":[${LABELS_FLAG}]}" >/dev/null || { say "Declare failed"; exit 1; }
+  if [ -n "$WAIT" ]; then task_loop wait; else task_loop once; fi
+  if [ -z "$TASK" ]; then
+    if [ -n "$WAIT" ]; then say "no task after $POLLS polls"; exit 3; fi
+    say "no task received"; exit 2
+  fi
+  finish_task
+  exit 0
+fi
+
+if [ -z "$RUNNER_FILE" ] && [ -n "$CONFIG" ] && [ -r "$CONFIG" ]; then   # act_runner: runner.file
+  RUNNER_FILE=$(sed -n 's/^  file:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$/\1/p' "$CONFIG" | head -n 1)
+fi
+[ -n "$RUNNER_FILE" ] || RUNNER_FILE=/data/.runner
+
 if [ -r "$RUNNER_FILE" ]; then
   RUNNER=$(cat "$RUNNER_FILE")
   UUID=$(json_str uuid "$RUNNER")
@@ -74,30 +149,18 @@ if [ -r "$RUNNER_FILE" ]; then
   fi
   say "runner $NAME declaring to $ADDRESS"
   rpc Declare "{\"version\":\"standin\",\"labels\":$LABELS}" >/dev/null || { say "Declare failed"; exit 1; }
-  VERSION=0
-  i=0
-  TASK=
-  while [ "$i" -lt "$POLLS" ]; do
-    if [ -n "$HANDLE" ]; then
-      BODY="{\"tasksVersion\":\"$VERSION\",\"handle\":\"$HANDLE\"}"
-    else
-      BODY="{\"tasksVersion\":\"$VERSION\"}"
+  case "$RUNNER" in *'"ephemeral": true'*|*'"ephemeral":true'*) EPHEMERAL=1 ;; *) EPHEMERAL= ;; esac
+  DONE=0
+  while :; do
+    task_loop wait
+    if [ -z "$TASK" ]; then
+      [ "$DONE" -gt 0 ] && exit 0
+      say "no task after $POLLS polls"; exit 3
     fi
-    OUT=$(rpc FetchTask "$BODY") || { say "FetchTask failed"; exit 1; }
-    V=$(json_num tasksVersion "$OUT")
-    [ -n "$V" ] && VERSION=$V
-    case "$OUT" in
-      *'"task"'*) TASK=$(json_num id "$OUT"); break ;;
-    esac
-    i=$((i + 1))
-    sleep "$INTERVAL"
+    finish_task
+    DONE=$((DONE + 1))
+    [ -n "$EPHEMERAL" ] && exit 0   # ephemeral runner file: one task, then exit
   done
-  if [ -z "$TASK" ]; then say "no task after $POLLS polls"; exit 3; fi
-  say "running task $TASK"
-  rpc UpdateTask "{\"state\":{\"id\":\"$TASK\",\"result\":\"RESULT_SUCCESS\"},\"outputs\":{}}" >/dev/null \
-    || { say "UpdateTask failed"; exit 1; }
-  say "task $TASK done"
-  exit 0
 fi
 
 if [ -r "$JIT_FILE" ]; then
