@@ -1,23 +1,36 @@
-"""``runner-scaler explain --delivery FILE [--config F]``: why did this job get (no) runner?
+"""``runner-scaler explain --delivery FILE [--config F] [--forge NAME] [--forge-type T]``:
+why did this job get (no) runner?
 
-FILE is ``{"headers": {...}, "body": {...}}`` — a delivery as the forge's
-delivery history shows it. Signatures are not verified. Prints one JSON
-object; exit 0 when the delivery parsed, 2 when it is malformed.
+FILE is ``{"headers": {...}, "body": {...} | "<raw body>"}`` — a delivery as
+the forge's delivery history shows it. Without a config the forge type comes
+from ``--forge-type`` or the headers (``X-Forgejo-*`` → Forgejo,
+``X-Gitea-*``/``X-Gogs-*`` → Gitea, ``X-GitHub-Event`` → GitHub). With one,
+the delivery is read by the forge it would be posted to — ``--forge``, the
+only forge, or the one forge whose type fits the headers (the ``fake`` type
+reads GitHub-shaped deliveries) — with the same parser, pool index and
+acceptance rule as ``serve``. The signature is checked when the body is given
+raw and the forge's secrets can be read. Prints one JSON object; exit 0 when
+the delivery parsed, 2 when it is malformed or the forge cannot be told.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from scaler.config import Config, ForgeConfig
-from scaler.domain.job import Job
 from scaler.domain.labels import GITHUB_IMPLICIT, labels_match
-from scaler.errors import MalformedDelivery
+from scaler.errors import MalformedDelivery, SignatureError
 from scaler.forges.base import Delivery
+
+FORGE_TYPES = ("gitea", "forgejo", "github", "fake")
+# Which delivery family each configured forge type reads.
+_FAMILY = {"gitea": "gitea", "forgejo": "forgejo", "github": "github", "fake": "github"}
+
+Parser = Callable[[str, Mapping[str, str], bytes], Delivery]
 
 
 def detect_forge(headers: Mapping[str, str]) -> str:
@@ -27,33 +40,124 @@ def detect_forge(headers: Mapping[str, str]) -> str:
         return "gitea"
     if "x-github-event" in headers:
         return "github"
-    raise MalformedDelivery("cannot tell the forge: no X-Forgejo-*, X-Gitea-* or X-GitHub-Event header")
+    raise MalformedDelivery("cannot tell the forge: no X-Forgejo-*, X-Gitea-* or X-GitHub-Event header "
+                            "(give --forge-type)")
 
 
-def parse_any(forge_kind: str, forge_name: str, headers: Mapping[str, str], body: bytes) -> Delivery:
-    if forge_kind == "forgejo":
+def parser_for(forge_type: str, forge: ForgeConfig | None = None) -> Parser:
+    """The parser ``serve`` uses for a forge of this type."""
+    if forge_type == "forgejo":
         from scaler.forges.forgejo import parse_forgejo_delivery
 
-        return parse_forgejo_delivery(forge_name, headers, body)
-    if forge_kind == "gitea":
+        return parse_forgejo_delivery
+    if forge_type == "gitea":
         from scaler.forges.gitea import parse_gitea_delivery
 
-        return parse_gitea_delivery(forge_name, headers, body)
+        return parse_gitea_delivery
+    if forge_type == "fake":
+        from scaler.testing.fake_forge import FakeForge, FakeForgeState
+
+        if forge is None:
+            raise ValueError("the fake forge type needs its config")
+        return lambda name, h, b: FakeForge(forge, FakeForgeState(secret="")).parse(h, b)
     from scaler.forges.github import parse_github_delivery
 
-    return parse_github_delivery(forge_name, headers, body)[0]
+    return lambda name, h, b: parse_github_delivery(name, h, b)[0]
 
 
-def _raw_ids(body: Any) -> tuple[Any, Any]:
-    if not isinstance(body, Mapping):
-        return None, None
-    j = body.get("workflow_job") or body.get("job") or {}
-    if not isinstance(j, Mapping):
-        return None, None
-    return j.get("id"), j.get("run_id")
+def choose_forge(config: Config, headers: Mapping[str, str], name: str | None, forge_type: str | None) -> ForgeConfig:
+    """The configured forge this delivery would be posted to."""
+    if name is not None:
+        try:
+            return config.forge(name)
+        except StopIteration:
+            have = ", ".join(f.name for f in config.forges)
+            raise MalformedDelivery(f"no forge named {name!r} in the config (have: {have})") from None
+    if len(config.forges) == 1:
+        return config.forges[0]
+    family = forge_type if forge_type is not None else detect_forge(headers)
+    fits = [f for f in config.forges if _FAMILY[f.type] == _FAMILY.get(family, family) or f.type == family]
+    if len(fits) == 1:
+        return fits[0]
+    have = ", ".join(f"{f.name} ({f.type})" for f in config.forges)
+    if not fits:
+        raise MalformedDelivery(f"no forge of type {family} in the config (have: {have}); give --forge")
+    raise MalformedDelivery(f"several forges could have received it ({have}); give --forge NAME (the webhook path)")
 
 
-def explain(delivery: Mapping[str, Any], config: Config | None = None) -> dict[str, Any]:
+def _signature(forge: ForgeConfig, headers: Mapping[str, str], raw: bytes | None) -> str:
+    if raw is None:
+        return "not checked: the body is given as JSON, not the raw bytes that were signed"
+    from scaler.forges._signature import FORGEJO, GITEA, GOGS, HUB_256, verify_signature
+
+    accepted = {"gitea": (HUB_256, GITEA, GOGS), "forgejo": (HUB_256, FORGEJO, GITEA, GOGS)}.get(forge.type,
+                                                                                               (HUB_256,))
+    try:
+        verify_signature(headers, raw, forge.webhook_secrets(), accepted=accepted)
+    except ValueError as exc:
+        return f"not checked: {exc}"
+    except SignatureError as exc:
+        return f"invalid: {exc} (serve answers 401)"
+    return "valid"
+
+
+def _decision(config: Config, forge: ForgeConfig, parsed: Delivery, out: dict[str, Any]) -> None:
+    """``serve``'s acceptance and pool choice for a parsed delivery."""
+    from scaler.planner import PoolIndex
+
+    if parsed.job is None:
+        out["serve"] = "200 ignored"
+        out["reason"] = f"event ignored: {parsed.ignored}"
+        return
+    job = parsed.job
+    candidates = PoolIndex(config).candidates(job)
+    if not candidates:
+        out["serve"] = "200 not_served (unless the job names a runner of an instance of this scaler)"
+        out["reason"] = _why_no_pool(config, forge, job.labels, job.repository)
+        return
+    out["serve"] = "202 accepted"
+    out["candidates"] = [p.name for p in candidates]
+    pool = candidates[0]
+    out["pool"] = pool.name
+    if job.state.value != "queued":
+        out["reason"] = (f"job is {job.state.value}: no new instance; the report updates the instance running it "
+                         f"(pool {pool.name} would serve such jobs)")
+        return
+    rest = f"; if it is at max or a cap, then {', '.join(p.name for p in candidates[1:])}" if candidates[1:] else ""
+    out["reason"] = (f"labels {sorted(set(job.labels))} are served by pool {pool.name} (priority {pool.priority}) "
+                     f"and {job.repository} is allowed{rest}")
+
+
+def _why_no_pool(config: Config, forge: ForgeConfig, labels: tuple[str, ...], repository: str) -> str:
+    implicit = GITHUB_IMPLICIT if forge.type == "github" else frozenset()
+    pools = sorted((p for p in config.pools if p.forge == forge.name), key=lambda p: -p.priority)
+    label_ok = [p for p in pools if labels_match(labels, p.labels, implicit=implicit)]
+    if not label_ok:
+        have = {p.name: sorted(p.label_names) for p in pools}
+        return f"no label match: job wants {sorted(set(labels))}; pools of forge {forge.name} offer {have}"
+    return (f"repository not allowed: {repository} is not in the allow-list of "
+            + ", ".join(f"{p.name} {list(p.repositories)}" for p in label_ok))
+
+
+def _body(delivery: Mapping[str, Any]) -> tuple[bytes, bytes | None, Any]:
+    """(bytes to parse, the raw bytes if given raw, the body as JSON)."""
+    body_obj = delivery["body"]
+    if isinstance(body_obj, str):
+        raw = body_obj.encode()
+        try:
+            return raw, raw, json.loads(body_obj)
+        except ValueError:
+            return raw, raw, None
+    return json.dumps(body_obj).encode(), None, body_obj
+
+
+def explain(
+    delivery: Mapping[str, Any],
+    config: Config | None = None,
+    *,
+    forge_name: str | None = None,
+    forge_type: str | None = None,
+) -> dict[str, Any]:
     """Explain one delivery; raises MalformedDelivery when it cannot be parsed."""
     raw_headers = delivery.get("headers")
     if not isinstance(raw_headers, Mapping):
@@ -61,70 +165,45 @@ def explain(delivery: Mapping[str, Any], config: Config | None = None) -> dict[s
     if "body" not in delivery:
         raise MalformedDelivery("the file needs a 'body'")
     headers = {str(k).lower(): str(v) for k, v in raw_headers.items()}
-    body_obj = delivery["body"]
-    body = body_obj.encode() if isinstance(body_obj, str) else json.dumps(body_obj).encode()
-    kind = detect_forge(headers)
-    forges = [f for f in config.forges if f.type == kind] if config else []
-    forge_name = forges[0].name if forges else kind
-    parsed = parse_any(kind, forge_name, headers, body)
-    job_id, run_id = _raw_ids(body_obj if not isinstance(body_obj, str) else json.loads(body_obj))
+    body, raw, body_obj = _body(delivery)
+    forge = choose_forge(config, headers, forge_name, forge_type) if config else None
+    kind = forge.type if forge else (forge_type or detect_forge(headers))
+    parsed = parser_for(kind, forge)(forge.name if forge else kind, headers, body)
+    job = parsed.job
     out: dict[str, Any] = {
-        "forge": kind,
+        "forge": forge.name if forge else kind,
+        "forge_type": kind,
         "event": parsed.event,
         "action": parsed.action,
-        "job_id": parsed.job.id if parsed.job else job_id,
-        "run_id": parsed.job.run_id if parsed.job else run_id,
-        "repository": parsed.job.repository if parsed.job else _repo(body_obj),
-        "labels": list(parsed.job.labels) if parsed.job else None,
-        "state": str(parsed.job.state) if parsed.job else None,
+        "job_id": job.id if job else _raw(body_obj, "id"),
+        "run_id": job.run_id if job else _raw(body_obj, "run_id"),
+        "repository": job.repository if job else _repo(body_obj),
+        "labels": list(job.labels) if job else None,
+        "state": str(job.state) if job else None,
         "pool": None,
         "reason": None,
-        "signature": "not verified (explain does not check signatures)",
+        "signature": _signature(forge, headers, raw) if forge else "not checked (no --config)",
     }
-    if parsed.job is None:
-        out["reason"] = f"event ignored: {parsed.ignored}"
+    if config is None or forge is None:
+        out["reason"] = (f"event ignored: {parsed.ignored}" if job is None
+                         else "parsed only (no --config given, so no pool was matched)")
         return out
-    if config is None:
-        out["reason"] = "parsed only (no --config given, so no pool was matched)"
-        return out
-    if not forges:
-        out["reason"] = f"no forge of type {kind} in the config"
-        return out
-    out["pool"], out["reason"] = explain_job(parsed.job, config, forges)
+    _decision(config, forge, parsed, out)
     return out
 
 
-def explain_job(job: Job, config: Config, forges: Sequence[ForgeConfig] | None = None) -> tuple[str | None, str]:
-    """Which pool serves a parsed job, and why (or why none does): the pool's
-    name or None, and the reason. ``forges``: the forges whose pools may take
-    it (default: the job's own forge). The web UI asks this for a job that
-    got no pool."""
-    if forges is None:
-        forges = [f for f in config.forges if f.name == job.forge]
-    kind = forges[0].type if forges else ""
-    implicit = GITHUB_IMPLICIT if kind == "github" else frozenset()
-    names = {f.name for f in forges}
-    pools = sorted((p for p in config.pools if p.forge in names), key=lambda p: -p.priority)
-    label_ok = [p for p in pools if labels_match(job.labels, p.labels, implicit=implicit)]
-    if not label_ok:
-        have = {p.name: sorted(p.label_names) for p in pools}
-        return None, f"no label match: job wants {sorted(set(job.labels))}; pools offer {have}"
-    allowed = [p for p in label_ok if p.allow_list.allows(job.repository)]
-    if not allowed:
-        return None, (
-            f"repository not allowed: {job.repository} is not in the allow-list of "
-            + ", ".join(f"{p.name} {list(p.repositories)}" for p in label_ok)
-        )
-    pool = allowed[0]
-    return pool.name, (
-        f"labels {sorted(set(job.labels))} are served by pool {pool.name} (priority {pool.priority}) "
-        f"and {job.repository} is allowed"
-    )
+def _raw(body: Any, key: str) -> Any:
+    if not isinstance(body, Mapping):
+        return None
+    j = body.get("workflow_job") or body.get("job") or {}
+    return j.get(key) if isinstance(j, Mapping) else None
 
 
 def _repo(body: Any) -> str | None:
-    if isinstance(body, Mapping):
-        repo = body.get("repository")
+    if not isinstance(body, Mapping):
+        return None
+    for holder in (body, body.get("run")):
+        repo = holder.get("repository") if isinstance(holder, Mapping) else None
         if isinstance(repo, Mapping) and isinstance(repo.get("full_name"), str):
             return str(repo["full_name"])
     return None
@@ -150,9 +229,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(json.dumps({"error": "the delivery file must hold a JSON object"}))
         return 2
     try:
-        result = explain(data, config)
+        result = explain(data, config, forge_name=getattr(args, "forge", None),
+                         forge_type=getattr(args, "forge_type", None))
     except MalformedDelivery as exc:
-        print(json.dumps({"error": f"malformed delivery: {exc}"}))
+        print(json.dumps({"error": f"malformed delivery: {exc}", "serve": "400 malformed"}))
         return 2
     print(json.dumps(result, indent=2))
     return 0
@@ -160,9 +240,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def add_explain_subcommand(subparsers: Any) -> None:
     p = subparsers.add_parser("explain", help="explain why a delivery would (not) get a runner")
-    p.add_argument("--delivery", required=True, help='JSON file {"headers": {...}, "body": {...}}')
-    p.add_argument("--config", default=None)
+    p.add_argument("--delivery", required=True, help='JSON file {"headers": {...}, "body": {...} or "raw"}')
+    p.add_argument("--config", default=None, help="decide as serve does with this config")
+    p.add_argument("--forge", default=None, help="the forge it was posted to (/webhooks/NAME)")
+    p.add_argument("--forge-type", default=None, choices=FORGE_TYPES,
+                   help="read it as this forge type (default: from the headers)")
     p.set_defaults(func=cmd_explain)
 
 
-__all__ = ["add_explain_subcommand", "cmd_explain", "detect_forge", "explain", "explain_job"]
+__all__ = ["add_explain_subcommand", "choose_forge", "cmd_explain", "detect_forge", "explain", "parser_for"]

@@ -4,6 +4,10 @@
 content type and the configured (first) secret — or updates the hook that
 already points at the URL, so running it twice changes nothing. Instance scope
 on Gitea/Forgejo uses system hooks (``/admin/hooks``).
+
+The URL this scaler is reached at is ``--url`` or, without it,
+``server.public_url`` + ``/webhooks/{forge}``; ``list`` says which it
+compared with (``reaches_scaler`` is ``null`` when neither is set).
 """
 
 from __future__ import annotations
@@ -100,11 +104,9 @@ async def install_hook(adapter: Any, url: str) -> dict[str, Any]:
 # --- CLI ------------------------------------------------------------------------
 
 
-def _adapter(config_path: str, forge_name: str) -> Any:
-    from scaler.config import load_config
+def _adapter(config: Any, config_path: str, forge_name: str) -> Any:
     from scaler.forges import build_forge
 
-    config = load_config(config_path)
     try:
         forge = config.forge(forge_name)
     except StopIteration:
@@ -112,12 +114,45 @@ def _adapter(config_path: str, forge_name: str) -> Any:
     return build_forge(forge)
 
 
+def scaler_url(config: Any, forge: str, given: str | None) -> tuple[str | None, str | None]:
+    """(the webhook URL of this scaler, where it came from)."""
+    if given:
+        return given, "--url"
+    url = config.server.webhook_url(forge)
+    return (url, "server.public_url") if url else (None, None)
+
+
+async def _forgejo_note(adapter: Any) -> str | None:
+    if adapter.kind != "forgejo":
+        return None
+    from scaler.forges.forgejo import version_sends_job_webhooks
+
+    await adapter.get_version()
+    if version_sends_job_webhooks(adapter.version_text) is False:
+        return (f"Forgejo {adapter.version_text} sends no job webhooks: the hook only starts delivering after an "
+                "upgrade to a release that has them; until then jobs are found by polling")
+    return None
+
+
 async def _run(args: argparse.Namespace) -> Any:
-    adapter = _adapter(args.config, args.forge)
+    from scaler.config import load_config
+
+    config = load_config(args.config)
+    adapter = _adapter(config, args.config, args.forge)
+    url, source = scaler_url(config, args.forge, args.url)
     try:
         if args.webhook_cmd == "install":
-            return await install_hook(adapter, args.url)
-        return await list_hooks(adapter, args.url)
+            if url is None:
+                raise ValueError("no URL for this scaler: give --url or set server.public_url")
+            result = await install_hook(adapter, url)
+            note = await _forgejo_note(adapter)
+            return {**result, "url_from": source, **({"note": note} if note else {})}
+        hooks = await list_hooks(adapter, url)
+        if url is None:
+            for h in hooks:
+                h["reaches_scaler"] = None
+        return {"compared_with": url, "url_from": source or "nothing: give --url or set server.public_url",
+                "hooks": hooks}
     finally:
         await adapter.aclose()
 
@@ -141,10 +176,12 @@ def add_webhook_subcommands(subparsers: Any) -> None:
     install = verbs.add_parser("install", help="create or update the job webhook (idempotent)")
     install.add_argument("--config", required=True)
     install.add_argument("--forge", required=True)
-    install.add_argument("--url", required=True, help="public URL of /webhooks/{forge} on this scaler")
+    install.add_argument("--url", default=None,
+                         help="public URL of /webhooks/{forge} on this scaler (default: server.public_url)")
     install.set_defaults(func=cmd_webhook)
     lst = verbs.add_parser("list", help="show the hooks and whether each would reach this scaler")
     lst.add_argument("--config", required=True)
     lst.add_argument("--forge", required=True)
-    lst.add_argument("--url", default=None)
+    lst.add_argument("--url", default=None,
+                     help="the URL this scaler is reached at (default: server.public_url + /webhooks/{forge})")
     lst.set_defaults(func=cmd_webhook)
