@@ -19,7 +19,9 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["scaler"]):
+    from scaler.domain.repository import is_repository_name
     from scaler.errors import WebhookError
+    from scaler.forges._common import INT64_MAX
     from scaler.forges.base import Delivery
     from scaler.forges.forgejo import parse_forgejo_delivery
     from scaler.forges.gitea import parse_gitea_delivery
@@ -51,8 +53,12 @@ def one_input(data: bytes) -> None:
     if not isinstance(delivery, Delivery):
         raise AssertionError(f"parser returned {type(delivery).__name__}")
     job = delivery.job
-    if job is not None and not (isinstance(job.id, int) and isinstance(job.repository, str)):
+    if job is None:
+        return
+    if not (isinstance(job.id, int) and 0 < job.id <= INT64_MAX and is_repository_name(job.repository)):
         raise AssertionError(f"ill-typed job {job!r}")
+    if job.run_id is not None and not 0 < job.run_id <= INT64_MAX:
+        raise AssertionError(f"run id out of range {job!r}")
 
 
 def _job(status: str) -> dict[str, object]:
@@ -79,11 +85,15 @@ def seeds() -> list[bytes]:
             "action": action,
             "workflow_job": _job(action),
             "job": _job(action),
+            "run": {"id": 7, "repository": {"full_name": "acme/app"}},  # Forgejo's WorkflowJobPayload
             "repository": {"full_name": "acme/app", "owner": {"login": "acme"}, "name": "app"},
             "installation": {"id": 9},
         }
         body = json.dumps(payload).encode()
         out += [bytes([p, e]) + body for p in range(len(PARSERS)) for e in (0, 1, 2)]
+        hostile = {**payload, "workflow_job": {**_job(action), "id": -5}, "job": {**_job(action), "id": 2**63},
+                   "repository": {"full_name": "acme/.."}}
+        out.append(bytes([0, 0]) + json.dumps(hostile).encode())
     return out
 
 

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from scaler.config import parse_config
 from scaler.domain.job import Job
+from scaler.domain.repository import is_repository_name
 from scaler.errors import WebhookError
+from scaler.forges._common import INT64_MAX, MAX_LABELS
 from scaler.forges.base import Delivery
 from scaler.testing import FakeForge, FakeForgeState
 from tests.scenarios.sim import scenario_config
@@ -91,13 +93,15 @@ json_values = st.recursive(
 
 
 _strings = st.lists(st.text(max_size=10), max_size=3)
+HOSTILE_REPOS = ["acme/..", "acme/.", "../acme", "acme/x\ny", "acme/a/b", "acme/\uff41pp", "acme/app\x00", "acme/ app"]
+HOSTILE_IDS = [-5, 0, -1, 2**63, 2**63 - 1, 10**30, 10**30 + 1, 1e30, -0.0, "-3", "9" * 30, True]
 _job = st.fixed_dictionaries(
     {
-        "id": st.integers(min_value=0, max_value=2**63) | json_values,
+        "id": st.integers(min_value=0, max_value=2**63) | st.sampled_from(HOSTILE_IDS) | json_values,
         "labels": _strings | json_values,
         "runs_on": _strings | json_values,
         "status": st.sampled_from(["queued", "waiting", "in_progress", "completed", "running", "x"]) | json_values,
-        "run_id": json_values,
+        "run_id": st.sampled_from(HOSTILE_IDS) | json_values,
         "runner_name": json_values,
         "handle": json_values,
         "created_at": json_values,
@@ -109,7 +113,8 @@ job_shaped = st.fixed_dictionaries(
         "action": st.sampled_from(["queued", "waiting", "in_progress", "completed"]) | json_values,
         "workflow_job": _job,
         "job": _job,
-        "repository": st.fixed_dictionaries({"full_name": st.text(max_size=20) | st.just("acme/app")}) | json_values,
+        "repository": st.fixed_dictionaries({"full_name": st.text(max_size=20) | st.just("acme/app")
+                                             | st.sampled_from(HOSTILE_REPOS)}) | json_values,
     }
 )
 
@@ -136,10 +141,14 @@ def _check(parser: Parser, h: Mapping[str, str], body: bytes) -> None:
     if d.job is not None:
         j = d.job
         assert isinstance(j, Job)
-        assert isinstance(j.id, int) and not isinstance(j.id, bool)
-        assert isinstance(j.repository, str)
+        # ids: positive and within int64, whatever the body said
+        assert isinstance(j.id, int) and not isinstance(j.id, bool) and 0 < j.id <= INT64_MAX
+        assert j.run_id is None or (isinstance(j.run_id, int) and not isinstance(j.run_id, bool)
+                                    and 0 < j.run_id <= INT64_MAX)
+        # names: a repository some forge can have, never "acme/.." or "acme/x\ny"
+        assert isinstance(j.repository, str) and is_repository_name(j.repository), j.repository
         assert isinstance(j.labels, tuple) and all(isinstance(x, str) for x in j.labels)
-        assert j.run_id is None or (isinstance(j.run_id, int) and not isinstance(j.run_id, bool))
+        assert len(j.labels) <= MAX_LABELS
         assert j.runner_name is None or isinstance(j.runner_name, str)
 
 
