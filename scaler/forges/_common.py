@@ -6,14 +6,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import orjson
 
 from scaler.clock import Clock, SystemClock
 from scaler.domain.job import JobState
-from scaler.errors import MalformedDelivery
+from scaler.errors import ForgeTemporaryError, MalformedDelivery
+
+_T = TypeVar("_T")
 
 __all__ = [
     "INT64_MAX",
@@ -25,6 +27,8 @@ __all__ = [
     "iso_to_epoch",
     "load_object",
     "opt_id",
+    "parse_answer",
+    "parse_each",
     "parse_version",
     "repository",
     "str_list",
@@ -133,6 +137,26 @@ def str_list(value: object, what: str) -> tuple[str, ...]:
     if any(len(x) > MAX_LABEL_LENGTH for x in value):
         raise MalformedDelivery(f"{what} has an entry over {MAX_LABEL_LENGTH} characters")
     return tuple(value)
+
+
+def parse_each(items: list[Any], parse: Callable[[Any], _T], log: Any, forge: str, what: str) -> list[_T]:
+    """Each item of a forge listing parsed; one that no forge could have sent
+    (a bad id, a bad name) is logged and skipped, not a failure of the rest."""
+    out: list[_T] = []
+    for item in items:
+        try:
+            out.append(parse(item))
+        except MalformedDelivery as exc:
+            log.warning(f"{what} skipped", forge=forge, reason=str(exc))
+    return out
+
+
+def parse_answer(parse: Callable[[Any], _T], data: Any, forge: str, what: str) -> _T:
+    """A single answer parsed; a malformed one is a temporary forge error."""
+    try:
+        return parse(data)
+    except MalformedDelivery as exc:
+        raise ForgeTemporaryError(f"{forge}: {what}: unexpected answer ({exc})") from None
 
 
 def obj(value: object, what: str) -> Mapping[str, Any]:

@@ -47,6 +47,8 @@ from scaler.forges._common import (
     load_object,
     obj,
     opt_id,
+    parse_answer,
+    parse_each,
     parse_version,
     repository,
     repository_from_url,
@@ -307,18 +309,9 @@ class GiteaFamily:
             ephemeral=r.get("ephemeral") is True,
         )
 
-    def _runner_infos(self, raw: list[Any]) -> list[RunnerInfo]:
-        out: list[RunnerInfo] = []
-        for r in raw:
-            try:
-                out.append(self._runner_info(r))
-            except MalformedDelivery as exc:
-                log.warning("runner listing entry skipped", forge=self.name, reason=str(exc))
-        return out
-
     async def list_runners(self) -> list[RunnerInfo]:
         raw = await self._paged(f"{self.scope_path}/actions/runners", "list_runners", self.runners_key, {})
-        return self._runner_infos(raw)
+        return parse_each(raw, self._runner_info, log, self.name, "runner listing entry")
 
     async def get_runner(self, runner_id: int) -> RunnerInfo | None:
         resp = await self.http.request(
@@ -326,10 +319,7 @@ class GiteaFamily:
         )
         if resp.status_code == 404:
             return None
-        try:
-            return self._runner_info(resp.json())
-        except MalformedDelivery as exc:
-            raise ForgeTemporaryError(f"{self.name}: GET runner {runner_id}: unexpected answer ({exc})") from None
+        return parse_answer(self._runner_info, resp.json(), self.name, f"GET runner {runner_id}")
 
     async def deregister(self, runner_id: int) -> None:
         runner = await self.get_runner(runner_id)
@@ -441,15 +431,8 @@ class GiteaForge(GiteaFamily):
                 return None
             raise
         self._jobs_listing = True
-        jobs: list[Job] = []
-        for wj in items:
-            if not isinstance(wj, Mapping) or wj.get("status") != "queued":
-                continue
-            try:
-                jobs.append(self._listed_job(wj))
-            except MalformedDelivery as exc:
-                log.warning("queued job skipped", forge=self.name, job=str(wj.get("id"))[:40], reason=str(exc))
-        return jobs
+        queued = [wj for wj in items if isinstance(wj, Mapping) and wj.get("status") == "queued"]
+        return parse_each(queued, self._listed_job, log, self.name, "queued job")
 
     def _listed_job(self, wj: Mapping[str, Any]) -> Job:
         """A job of the listing. The listing names no repository but in the

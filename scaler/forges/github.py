@@ -39,6 +39,8 @@ from scaler.forges._common import (
     obj,
     opt_id,
     opt_int,
+    parse_answer,
+    parse_each,
     repository,
     str_list,
 )
@@ -356,14 +358,9 @@ class GitHubForge:
         return jobs
 
     def _queued_of(self, repo: str, listed: list[Any]) -> list[Job]:
-        out: list[Job] = []
-        for wj in listed:
-            if isinstance(wj, Mapping) and wj.get("status") == "queued":
-                try:
-                    out.append(job_from_github(self.name, wj, repo, JobState.QUEUED))
-                except MalformedDelivery as exc:
-                    log.warning("queued job skipped", forge=self.name, job=str(wj.get("id"))[:40], reason=str(exc))
-        return out
+        queued = [wj for wj in listed if isinstance(wj, Mapping) and wj.get("status") == "queued"]
+        return parse_each(queued, lambda wj: job_from_github(self.name, wj, repo, JobState.QUEUED), log, self.name,
+                          "queued job")
 
     async def _poll_repositories(self) -> list[str]:
         configured = self.options.poll_repositories
@@ -434,13 +431,7 @@ class GitHubForge:
             total = data.get("total_count") if isinstance(data, Mapping) else None
             if len(batch) < PER_PAGE or not isinstance(total, int) or len(items) >= total:
                 break
-        out: list[RunnerInfo] = []
-        for r in items:
-            try:
-                out.append(self._runner_info(r))
-            except MalformedDelivery as exc:
-                log.warning("runner listing entry skipped", forge=self.name, reason=str(exc))
-        return out
+        return parse_each(items, self._runner_info, log, self.name, "runner listing entry")
 
     async def get_runner(self, runner_id: int) -> RunnerInfo | None:
         resp = await self.http.request(
@@ -448,10 +439,7 @@ class GitHubForge:
         )
         if resp.status_code == 404:
             return None
-        try:
-            return self._runner_info(resp.json())
-        except MalformedDelivery as exc:
-            raise ForgeTemporaryError(f"{self.name}: GET runner {runner_id}: unexpected answer ({exc})") from None
+        return parse_answer(self._runner_info, resp.json(), self.name, f"GET runner {runner_id}")
 
     async def deregister(self, runner_id: int) -> None:
         resp = await self.http.request(
@@ -568,7 +556,8 @@ class GitHubForge:
                         "warning",
                         subject,
                         "webhooks: none with workflow_job; run "
-                        "`runner-scaler webhook install` (an App's own webhook is not listed here)",
+                        "`runner-scaler webhook install` (an App's own webhook is not listed here; the hooks "
+                        "answer's shape is not in the API description this was built from: unconfirmed)",
                     )
                 )
         except (ForgeTemporaryError, ForgePermanentError) as exc:

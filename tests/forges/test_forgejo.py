@@ -202,3 +202,18 @@ async def test_running_job_names_the_runner_minted_for_its_handle(tmp_path: Path
         assert running and running[0].job is not None and running[0].job.runner_name == "rs-small-j1"
         assert job.status == "success"
         await a.aclose()
+
+
+async def test_listing_with_an_impossible_id_is_logged_and_skipped(tmp_path: Path, forgejo_server: FakeForgeServer,
+                                                                   clock: FakeClock) -> None:
+    import structlog
+
+    a = adapter(tmp_path, forgejo_server, clock)
+    good = forgejo_server.queue_job("acme/app", ["docker"])
+    bad = forgejo_server.queue_job("acme/app", ["docker"])
+    bad.id = -5
+    with structlog.testing.capture_logs() as logs:
+        queued = await a.list_queued_jobs()
+    assert queued is not None and [j.id for j in queued] == [good.id]
+    assert any(e["event"] == "queued job skipped" and "job.id" in e["reason"] for e in logs)
+    await a.aclose()

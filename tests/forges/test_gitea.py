@@ -293,3 +293,23 @@ async def test_gitea_127_registration_token_by_post(tmp_path: Path, clock: FakeC
         assert ("POST", "/api/v1/orgs/acme/actions/runners/registration-token") in srv.requests
         assert ("GET", "/api/v1/orgs/acme/actions/runners/registration-token") not in srv.requests
         await a.aclose()
+
+
+@pytest.mark.parametrize("bad_id", [-5, 0, 2**63])
+async def test_listing_with_an_impossible_id_is_logged_and_skipped(tmp_path: Path, gitea_server: FakeForgeServer,
+                                                                   clock: FakeClock, bad_id: int) -> None:
+    a = adapter(tmp_path, gitea_server, clock)
+    good = gitea_server.queue_job("acme/app", ["ubuntu-latest"])
+    bad = gitea_server.queue_job("acme/app", ["ubuntu-latest"])
+    bad.id = bad_id  # what a broken or hostile forge could answer
+    runner = gitea_server.new_runner("rs-x", labels=["ubuntu-latest"])
+    runner.id = bad_id
+    with structlog.testing.capture_logs() as logs:
+        queued = await a.list_queued_jobs()
+        runners = await a.list_runners()
+    assert queued is not None and [j.id for j in queued] == [good.id]
+    assert runners == []
+    warned = [e for e in logs if e.get("log_level") == "warning"]
+    assert any("queued job skipped" in e["event"] and "workflow_job.id" in e["reason"] for e in warned)
+    assert any("runner listing entry skipped" in e["event"] and "runner.id" in e["reason"] for e in warned)
+    await a.aclose()
