@@ -16,12 +16,14 @@ the delivery parsed, 2 when it is malformed or the forge cannot be told.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from scaler.config import Config, ForgeConfig
+from scaler.domain.job import Job, JobState
 from scaler.domain.labels import GITHUB_IMPLICIT, labels_match
 from scaler.errors import MalformedDelivery, SignatureError
 from scaler.forges.base import Delivery
@@ -101,31 +103,41 @@ def _signature(forge: ForgeConfig, headers: Mapping[str, str], raw: bytes | None
     return "valid"
 
 
-def _decision(config: Config, forge: ForgeConfig, parsed: Delivery, out: dict[str, Any]) -> None:
-    """``serve``'s acceptance and pool choice for a parsed delivery."""
+def explain_job(job: Job, config: Config, forges: Sequence[ForgeConfig] | None = None) -> tuple[str | None, str]:
+    """Which pool serves a parsed job, and why (or why none does): the pool's
+    name or None, and the reason — ``serve``'s own pool index decides.
+    ``forges``: the forge the job came in by (default: the job's own forge).
+    The web UI asks this for a job that got no pool."""
     from scaler.planner import PoolIndex
 
+    forge = (forges[0] if forges else None) or next((f for f in config.forges if f.name == job.forge), None)
+    if forge is None:
+        return None, f"no forge named {job.forge!r} in the config"
+    if job.forge != forge.name:
+        job = dataclasses.replace(job, forge=forge.name)
+    candidates = PoolIndex(config).candidates(job)
+    if not candidates:
+        return None, _why_no_pool(config, forge, job.labels, job.repository)
+    pool = candidates[0]
+    if job.state is not JobState.QUEUED:
+        return pool.name, (f"job is {job.state.value}: no new instance; the report updates the instance running it "
+                           f"(pool {pool.name} serves such jobs)")
+    rest = f"; if it is at max or a cap, then {', '.join(p.name for p in candidates[1:])}" if candidates[1:] else ""
+    return pool.name, (f"labels {sorted(set(job.labels))} are served by pool {pool.name} (priority {pool.priority}) "
+                       f"and {job.repository} is allowed{rest}")
+
+
+def _decision(config: Config, forge: ForgeConfig, parsed: Delivery, out: dict[str, Any]) -> None:
+    """``serve``'s acceptance (web/webhooks.py ``_accept``) and pool choice."""
     if parsed.job is None:
         out["serve"] = "200 ignored"
         out["reason"] = f"event ignored: {parsed.ignored}"
         return
-    job = parsed.job
-    candidates = PoolIndex(config).candidates(job)
-    if not candidates:
+    out["pool"], out["reason"] = explain_job(parsed.job, config, [forge])
+    if out["pool"] is None:
         out["serve"] = "200 not_served (unless the job names a runner of an instance of this scaler)"
-        out["reason"] = _why_no_pool(config, forge, job.labels, job.repository)
-        return
-    out["serve"] = "202 accepted"
-    out["candidates"] = [p.name for p in candidates]
-    pool = candidates[0]
-    out["pool"] = pool.name
-    if job.state.value != "queued":
-        out["reason"] = (f"job is {job.state.value}: no new instance; the report updates the instance running it "
-                         f"(pool {pool.name} would serve such jobs)")
-        return
-    rest = f"; if it is at max or a cap, then {', '.join(p.name for p in candidates[1:])}" if candidates[1:] else ""
-    out["reason"] = (f"labels {sorted(set(job.labels))} are served by pool {pool.name} (priority {pool.priority}) "
-                     f"and {job.repository} is allowed{rest}")
+    else:
+        out["serve"] = "202 accepted"
 
 
 def _why_no_pool(config: Config, forge: ForgeConfig, labels: tuple[str, ...], repository: str) -> str:
@@ -248,4 +260,12 @@ def add_explain_subcommand(subparsers: Any) -> None:
     p.set_defaults(func=cmd_explain)
 
 
-__all__ = ["add_explain_subcommand", "choose_forge", "cmd_explain", "detect_forge", "explain", "parser_for"]
+__all__ = [
+    "add_explain_subcommand",
+    "choose_forge",
+    "cmd_explain",
+    "detect_forge",
+    "explain",
+    "explain_job",
+    "parser_for",
+]
