@@ -375,7 +375,8 @@ class ForgejoForge(GiteaFamily):
         subject = f"forge {self.name}"
         if version is None or version >= (15, 0, 0):
             return Finding("ok", subject, "ephemeral credentials: available (POST actions/runners, job handles; "
-                           "needs forgejo-runner ≥ 12.8 in the image)")
+                           "needs forgejo-runner ≥ 12.8 in the image: one-job --handle asks FetchSingleTask, whose "
+                           "message was read from Forgejo's server, not from its .proto)")
         if self.config.insecure_pass_registration_token:
             return Finding("warning", subject, "ephemeral credentials: missing before Forgejo 15; instances "
                            "receive the reusable registration token (insecure opt-in)")
