@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     field_validator,
     model_validator,
@@ -101,7 +102,9 @@ class ForgeConfig(_Model):
     insecure_pass_registration_token: bool = False
     # Forge-specific knobs, validated by the model of ``type``
     # (``scaler.forges.options``: runner image, runner group, cache server, …).
-    options: ForgeOptions = Field(default_factory=ForgeOptions)
+    # SerializeAsAny: a dump (e.g. for a provider's validate_pool) keeps the
+    # subclass's fields, not only the base model's.
+    options: SerializeAsAny[ForgeOptions] = Field(default_factory=ForgeOptions)
 
     @model_validator(mode="before")
     @classmethod

@@ -87,7 +87,12 @@ def test_container_labels_images_and_reusable_credentials_are_refused(tmp_path: 
     token.write_text("t")
     data = host_config(
         {"labels": ["native:host", "ubuntu:docker://node:20"], "image": "x"},
-        {"insecure_pass_registration_token": True, "token_file": str(token), "options": {"cache_secret_file": "/c"}},
+        {
+            "type": "gitea",
+            "insecure_pass_registration_token": True,
+            "token_file": str(token),
+            "options": {"cache_secret_file": "/c"},
+        },
     )
     found = problems(data)
     keys = sorted(p.split(": ", 1)[0] for p in found)
