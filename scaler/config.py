@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,9 +29,19 @@ from scaler.domain.labels import RepositoryAllowList, label_name
 from scaler.durations import parse_duration
 from scaler.errors import ConfigError
 from scaler.forges.options import OPTIONS_BY_TYPE, ForgeOptions, split_inline_secrets
+from scaler.naming import check_stems
 from scaler.secrets import Secret, read_secret_env, read_secret_file
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+def _positive(seconds: float) -> float:
+    # Every duration here is an interval or a timeout: 0 would make a loop
+    # spin, a call fail at once or a record vanish as soon as it is written.
+    if seconds <= 0:
+        raise ValueError("must be greater than 0 (every interval and timeout is)")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
 
 _INLINE_SECRET_KEYS = {"token", "secret", "password", "private_key", "webhook_secret", "webhook_secrets"}
@@ -369,6 +380,7 @@ class Config(_Model):
                 problems.append(
                     f"pools[{i}].provider: no provider named {pool.provider!r} (have: {', '.join(sorted(providers))})"
                 )
+        problems += [f"pools: {p}" for p in check_stems(self.controller_id, (p.name for p in self.pools))]
         if problems:
             raise _CrossProblems(problems)
         return self
