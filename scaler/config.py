@@ -109,6 +109,9 @@ class ForgeConfig(_Model):
     webhook_secret_envs: tuple[str, ...] = ()
     poll_interval: Duration = 30.0
     request_timeout: Duration = 10.0
+    # Forge calls in flight (mints, teardowns, resync pages, deregistrations
+    # share them, round-robin) and the HTTP connection pool's size.
+    concurrency: int = Field(default=16, ge=1, le=256)
     insecure_pass_registration_token: bool = False
     # Forge-specific knobs, validated by the model of ``type``
     # (``scaler.forges.options``: runner image, runner group, cache server, …).

@@ -20,7 +20,8 @@ from scaler.clock import Clock
 from scaler.config import Config, PoolConfig
 from scaler.domain.instance import Instance, InstanceState
 from scaler.domain.job import Job, JobState
-from scaler.errors import PermanentError, TemporaryError, is_temporary
+from scaler.errors import ForgeOutcomeUnknown, PermanentError, TemporaryError, is_temporary
+from scaler.forges._limit import call_kind
 from scaler.forges.base import ForgeAdapter, RunnerLaunch
 from scaler.loops import Inbox, TaskSet
 from scaler.naming import instance_name
@@ -38,6 +39,7 @@ from scaler.provider import (
     LaunchSpec,
     Provider,
 )
+from scaler.runner_lookup import RunnerListings
 from scaler.secrets import forget_secret_value
 from scaler.store import Store
 
@@ -67,6 +69,9 @@ class Reconciler:
         # Credential values of live instances, forgotten by the log redactor
         # once the instance is torn down (its runner is deregistered by then).
         self._credentials: dict[str, list[str]] = {}
+        # Names whose last mint had no answer -> when it failed (see _mint_once).
+        self._unknown_mints: dict[str, float] = {}
+        self.listings = RunnerListings(self.clock)
         self._mint_sem = asyncio.Semaphore(self.config.limits.mint_concurrency)
         self._provider_sem = {p.name: asyncio.Semaphore(p.concurrency) for p in self.config.providers}
         self.last_plan = Plan()
@@ -88,6 +93,7 @@ class Reconciler:
                 new_jobs = self._collect_new(event, new_jobs)
             self.store.apply(event, now)
             if isinstance(event, ev.TornDown):
+                self._unknown_mints.pop(event.name, None)
                 for value in self._credentials.pop(event.name, ()):
                     forget_secret_value(value)
         if self.store.expire(now):  # forgotten jobs may have held supply
@@ -166,7 +172,8 @@ class Reconciler:
         try:
             launch = self._minted.get(inst.name)
             if launch is None:
-                launch = await self._mint(pool, inst)
+                with call_kind("mint"):
+                    launch = await self._mint_once(pool, inst)
                 self._minted[inst.name] = launch
                 self._credentials[inst.name] = [f.content.reveal() for f in launch.files]
                 self.inbox.post(ev.Minted(inst.name, launch.runner_id, launch.bound_to_job))
@@ -183,6 +190,27 @@ class Reconciler:
             self.inbox.post(ev.LaunchFailed(inst.name, _describe(exc), is_temporary(exc), retry_after, minted))
         finally:
             self._inflight.discard(inst.name)
+
+    async def _mint_once(self, pool: PoolConfig, inst: Instance) -> RunnerLaunch:
+        """Mint, idempotent by name: after a mint whose outcome is unknown (no
+        answer; GitHub's "already exists"), the runner the forge may have made
+        under this name is looked up and deleted first — its credential was in
+        the lost answer, so no instance can use it — and only then is a new
+        one minted. An instance never has two live credentials."""
+        forge = self.forges[pool.forge]
+        since = self._unknown_mints.get(inst.name)
+        if since is not None:
+            listing = await self.listings.since(forge, since)
+            for stray in listing.named(inst.name):
+                log.warning("deleting the runner of a mint whose answer was lost", instance=inst.name,
+                            runner_id=stray.id)
+                await forge.deregister(stray.id)
+            del self._unknown_mints[inst.name]
+        try:
+            return await self._mint(pool, inst)
+        except ForgeOutcomeUnknown:
+            self._unknown_mints[inst.name] = self.clock.now()
+            raise
 
     async def _mint(self, pool: PoolConfig, inst: Instance) -> RunnerLaunch:
         forge = self.forges[pool.forge]
@@ -259,6 +287,7 @@ class Reconciler:
 
     async def close(self) -> None:
         await self.launches.cancel()
+        await self.listings.close()
 
 
 class _CreateTimeout(TemporaryError):

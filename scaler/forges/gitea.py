@@ -37,7 +37,13 @@ from scaler.clock import Clock, SystemClock
 from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
 from scaler.domain.repository import gitea_repository_problem
-from scaler.errors import ForgePermanentError, ForgeTemporaryError, MalformedDelivery, RunnerBusyError
+from scaler.errors import (
+    ForgeOutcomeUnknown,
+    ForgePermanentError,
+    ForgeTemporaryError,
+    MalformedDelivery,
+    RunnerBusyError,
+)
 from scaler.forges._common import (
     action_state,
     as_id,
@@ -54,7 +60,7 @@ from scaler.forges._common import (
     repository_from_url,
     str_list,
 )
-from scaler.forges._http import ForgeHTTP, describe_transport_error
+from scaler.forges._http import NOT_SENT, ForgeHTTP, describe_transport_error
 from scaler.forges._metrics import FORGE_REQUESTS
 from scaler.forges._signature import GITEA, GOGS, HUB_256, verify_signature
 from scaler.forges.base import Delivery, RunnerInfo, RunnerLaunch
@@ -228,6 +234,7 @@ class GiteaFamily:
             sleep=self.clock.sleep,
             now=self.clock.now,
             transport=transport,
+            concurrency=config.concurrency,
         )
         self.version: tuple[int, int, int] | None = None
         self.version_text: str | None = None
@@ -327,6 +334,9 @@ class GiteaFamily:
             return
         if runner.busy:
             raise RunnerBusyError(f"{self.name}: runner {runner_id} is busy")
+        await self.delete_runner(runner_id)
+
+    async def delete_runner(self, runner_id: int) -> None:
         resp = await self.http.request(
             "DELETE",
             self.api(f"{self.scope_path}/actions/runners/{runner_id}"),
@@ -462,15 +472,17 @@ class GiteaForge(GiteaFamily):
         """The runner ``Register`` RPC (ConnectRPC unary, JSON codec). Never retried."""
         body = {"name": name, "token": reg.reveal(), "version": "runner-scaler", "labels": labels, "ephemeral": True}
         try:
-            resp = await self.http.client.post(
+            resp = await self.http.send(
+                "POST",
                 REGISTER_RPC,
                 json=body,
                 headers={"content-type": "application/json", "connect-protocol-version": "1"},
             )
         except httpx.TransportError as exc:
-            raise ForgeTemporaryError(
-                f"{self.name}: POST {self.config.url}{REGISTER_RPC}: {describe_transport_error(exc)}"
-            ) from None
+            message = f"{self.name}: POST {self.config.url}{REGISTER_RPC}: {describe_transport_error(exc)}"
+            if isinstance(exc, NOT_SENT):
+                raise ForgeTemporaryError(message) from None
+            raise ForgeOutcomeUnknown(message) from None
         FORGE_REQUESTS.labels(self.name, "register", str(resp.status_code)).inc()
         if resp.status_code != 200:
             raise _register_error(self.name, resp)

@@ -1,0 +1,105 @@
+"""One limit on a forge's calls in flight, fair between kinds of work.
+
+Every HTTP call a forge adapter makes takes a slot first (``ForgeHTTP``):
+mints, teardowns, resyncs and orphan deregistrations share ``concurrency``
+slots, and the HTTP client's connection pool has exactly as many
+connections, so a call never waits (or times out) inside the pool: work
+beyond the limit waits here, in order, and its request timeout only starts
+once it is sent. Waiters queue per kind and are served round-robin, so a
+storm of 5,000 teardowns delays a mint or a resync page by at most one
+call per other kind, not by 5,000.
+
+The kind is a context variable set by the task doing the work
+(:func:`call_kind`), so adapters need not pass it along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
+
+from prometheus_client import Gauge
+
+CALL_KIND: ContextVar[str] = ContextVar("forge_call_kind", default="other")
+
+FORGE_CALLS_IN_FLIGHT = Gauge("runner_scaler_forge_calls_in_flight", "Forge calls being made", ["forge"])
+FORGE_CALLS_WAITING = Gauge(
+    "runner_scaler_forge_calls_waiting", "Forge calls waiting for a slot (forges[].concurrency)", ["forge", "kind"]
+)
+
+
+@contextlib.contextmanager
+def call_kind(kind: str) -> Iterator[None]:
+    """Forge calls made inside count as ``kind`` (mint, teardown, resync, deregister)."""
+    token = CALL_KIND.set(kind)
+    try:
+        yield
+    finally:
+        CALL_KIND.reset(token)
+
+
+class FairLimiter:
+    def __init__(self, limit: int, forge: str = "") -> None:
+        self.limit = max(1, limit)
+        self.forge = forge
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._queues: dict[str, deque[asyncio.Future[None]]] = {}
+        self._turns: deque[str] = deque()  # kinds with waiters, in round-robin order
+
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    @contextlib.asynccontextmanager
+    async def slot(self, kind: str | None = None) -> AsyncIterator[None]:
+        await self._acquire(kind or CALL_KIND.get())
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, kind: str) -> None:
+        if self.in_flight < self.limit and not self._turns:
+            self._took()
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(kind)
+        if queue is None:
+            queue = self._queues[kind] = deque()
+            self._turns.append(kind)
+        queue.append(fut)
+        FORGE_CALLS_WAITING.labels(self.forge, kind).inc()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release()  # granted in the same instant we were cancelled: hand it on
+            raise
+        finally:
+            FORGE_CALLS_WAITING.labels(self.forge, kind).dec()
+
+    def _took(self) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        FORGE_CALLS_IN_FLIGHT.labels(self.forge).set(self.in_flight)
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        FORGE_CALLS_IN_FLIGHT.labels(self.forge).set(self.in_flight)
+        self._grant()
+
+    def _grant(self) -> None:
+        while self.in_flight < self.limit and self._turns:
+            kind = self._turns.popleft()
+            queue = self._queues[kind]
+            fut = queue.popleft()
+            if queue:
+                self._turns.append(kind)
+            else:
+                del self._queues[kind]
+            if not fut.done():  # a cancelled waiter gives its turn away
+                self._took()
+                fut.set_result(None)
