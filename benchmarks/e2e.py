@@ -91,7 +91,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
             settled_s=None if done is None else end - start,
             completions_within_s=(sim["last_done"] - sim["first_done"]) if sim.get("last_done") else None,
             jobs_done=sim.get("done"),
-            forge_calls_in_flight_max=stats["inflight_max"],
+            forge_calls_in_flight_max=env.metric("runner_scaler_forge_calls_in_flight_max"),
             forge_calls=stats["calls"],
             endpoints=prober.report(start, end),
             storm_cpu_s=env.cpu() - cpu1 if args.sigterm_after is None else None,
@@ -142,7 +142,7 @@ async def burst(args: argparse.Namespace) -> dict[str, Any]:
         cpu0, t0 = env.cpu(), time.monotonic()
         env.queue(n)
         done = await asyncio.to_thread(
-            _wait, lambda: env.forge_stats()["jobs"].get("success", 0) >= n and settled(env), args.timeout, 0.2
+            _wait, lambda: env.sim_status().get("done", 0) >= n and settled(env), args.timeout, 0.2
         )
         cpu = env.cpu() - cpu0
         profile = _py_spy_report(spy, args.profile)
@@ -162,6 +162,7 @@ async def burst(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_s": cpu,
             "cpu_ms_per_lifecycle": cpu / n * 1000,
             "elapsed_s": time.monotonic() - t0,
+            "forge_calls_in_flight_max": env.metric("runner_scaler_forge_calls_in_flight_max"),
             "profile": profile,
             **_leaks_and_duplicates(env),
         }

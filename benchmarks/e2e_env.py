@@ -243,6 +243,13 @@ class Env:
             return []
         return [json.loads(x) for x in path.read_text().splitlines() if x]
 
+    def metric(self, name: str) -> float | None:
+        """One sample of the scaler's /metrics (the first series of that name)."""
+        for line in self.scaler.get("/metrics").text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
     def cpu(self) -> float:
         return cpu_seconds(self.serve.pid)
 

@@ -176,19 +176,26 @@ class Scaler:
     # --- passes -------------------------------------------------------------
 
     async def step_reconcile(self, *, full: bool = False) -> None:
+        before = self.reconciler.planned_full
         await self.reconciler.run_once(full=full)
-        self.collector.wake.set()
+        # Only a full pass changes what is due for teardown (an incremental one
+        # places new jobs): a storm's thousands of passes need not each walk
+        # every instance again in the collector.
+        if self.reconciler.planned_full != before:
+            self.collector.wake.set()
 
     async def settle(self, rounds: int = 10) -> None:
         """Run passes until nothing is left to do (tests and scenarios): each
         round reconciles, waits for launches, collects, waits for teardowns."""
         for _ in range(rounds):
-            await self.step_reconcile()
+            # Full plans: a test's clock stands still, so the gap between
+            # event-driven full plans (FULL_PLAN_GAP) would never pass.
+            await self.step_reconcile(full=True)
             await self.reconciler.launches.join()
             await self.collector.run_once()
             await self.collector.tasks.join()
             if not len(self.inbox):
-                await self.step_reconcile()
+                await self.step_reconcile(full=True)
                 if not len(self.inbox) and not len(self.reconciler.launches):
                     return
 

@@ -46,6 +46,10 @@ from scaler.store import Store
 log = structlog.get_logger("scaler.reconciler")
 S = InstanceState
 _STILL_STARTING = frozenset({InstanceStatus.STARTING, InstanceStatus.RUNNING})
+# The shortest time between two full plans that events (not the timer) ask for.
+FULL_PLAN_GAP = 0.05
+# Events applied between two yields to the event loop.
+DRAIN_SLICE = 256
 
 
 @dataclass
@@ -76,6 +80,9 @@ class Reconciler:
         self._provider_sem = {p.name: asyncio.Semaphore(p.concurrency) for p in self.config.providers}
         self.last_plan = Plan()
         self._last_full = float("-inf")
+        self._full_pending = False
+        self._gap_wake: asyncio.TimerHandle | None = None
+        self.planned_full = 0  # full plans made (the collector runs after each)
         self.store.on_job_started = self._job_started
 
     # --- one pass -----------------------------------------------------------
@@ -83,26 +90,40 @@ class Reconciler:
     async def run_once(self, *, full: bool = False) -> Plan:
         """One pass. Between full plans (every ``reconcile_interval`` at
         least, and after any event that may change supply or capacity) only
-        newly queued jobs are placed; ``full`` forces a full plan."""
+        newly queued jobs are placed; ``full`` forces a full plan.
+
+        Full plans are O(queued jobs + instances) and a storm brings an event
+        every few hundred microseconds, so a full plan an event asks for comes
+        at most every ``FULL_PLAN_GAP`` (the events between are applied at once,
+        their new jobs placed at once; only re-planning waits)."""
         started = time.perf_counter()
         now = self.clock.now()
-        recent = now - self._last_full < self.config.timing.reconcile_interval
-        new_jobs: list[Job] | None = [] if recent and not full else None
-        for event in self.inbox.drain():
-            if new_jobs is not None:
-                new_jobs = self._collect_new(event, new_jobs)
+        needs_full = full or now - self._last_full >= self.config.timing.reconcile_interval
+        new_jobs: list[Job] = []
+        for i, event in enumerate(self.inbox.drain()):
+            if self._collect_new(event, new_jobs):
+                self._full_pending = True
             self.store.apply(event, now)
             if isinstance(event, ev.TornDown):
                 self._unknown_mints.pop(event.name, None)
                 for value in self._credentials.pop(event.name, ()):
                     forget_secret_value(value)
+            if i % DRAIN_SLICE == DRAIN_SLICE - 1:
+                await asyncio.sleep(0)  # thousands of events: let HTTP answer in between
         if self.store.expire(now):  # forgotten jobs may have held supply
-            new_jobs = None
-        result = place_new(self.last_plan, new_jobs) if new_jobs is not None else None
+            self._full_pending = True
+        if self._full_pending and not needs_full:
+            wait = self._last_full + FULL_PLAN_GAP - now
+            needs_full = wait <= 0
+            if not needs_full and self._gap_wake is None:
+                self._gap_wake = asyncio.get_running_loop().call_later(wait, self._end_gap)
+        result = None if needs_full else place_new(self.last_plan, new_jobs)
         incremental = result is not None
         if result is None:
             result = plan(self.store.snapshot(now), self.index)
             self._last_full = now
+            self._full_pending = False
+            self.planned_full += 1
         if self.on_plan is not None:
             self.on_plan(result)
         added = self._apply(result, now)
@@ -111,23 +132,25 @@ class Reconciler:
         metrics.RECONCILE.observe(time.perf_counter() - started)
         return result
 
-    def _collect_new(self, event: ev.Event, new_jobs: list[Job]) -> list[Job] | None:
-        """``new_jobs`` plus the job this event newly queues; None when the
+    def _end_gap(self) -> None:
+        self._gap_wake = None
+        self.inbox.wake.set()
+
+    def _collect_new(self, event: ev.Event, new_jobs: list[Job]) -> bool:
+        """Add the job this event newly queues to ``new_jobs``; True when the
         event may change supply or capacity, which needs a full plan.
         Launch progress (minted, created and running) changes neither."""
         if isinstance(event, ev.JobReported):
             job = event.job
             if job.state is JobState.QUEUED and job.key not in self.store.jobs:
                 new_jobs.append(job)
-                return new_jobs
-            return None
+                return False
+            return True
         if isinstance(event, ev.Minted):
             # A job-bound credential (Forgejo) turns free supply the last plan
             # may have given to another job into supply for its own job only.
-            return None if event.bound_to_job else new_jobs
-        if isinstance(event, ev.Created) and event.info.status in _STILL_STARTING:
-            return new_jobs
-        return None
+            return event.bound_to_job
+        return not (isinstance(event, ev.Created) and event.info.status in _STILL_STARTING)
 
     def _apply(self, result: Plan, now: float) -> list[Instance]:
         for fail in result.fails:
@@ -286,6 +309,8 @@ class Reconciler:
         return candidates[0].name if candidates else None
 
     async def close(self) -> None:
+        if self._gap_wake is not None:
+            self._gap_wake.cancel()
         await self.launches.cancel()
         await self.listings.close()
 

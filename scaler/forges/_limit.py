@@ -26,6 +26,9 @@ from prometheus_client import Gauge
 CALL_KIND: ContextVar[str] = ContextVar("forge_call_kind", default="other")
 
 FORGE_CALLS_IN_FLIGHT = Gauge("runner_scaler_forge_calls_in_flight", "Forge calls being made", ["forge"])
+FORGE_CALLS_IN_FLIGHT_MAX = Gauge(
+    "runner_scaler_forge_calls_in_flight_max", "Most forge calls ever in flight at once (<= concurrency)", ["forge"]
+)
 FORGE_CALLS_WAITING = Gauge(
     "runner_scaler_forge_calls_waiting", "Forge calls waiting for a slot (forges[].concurrency)", ["forge", "kind"]
 )
@@ -83,7 +86,9 @@ class FairLimiter:
 
     def _took(self) -> None:
         self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+            FORGE_CALLS_IN_FLIGHT_MAX.labels(self.forge).set(self.in_flight)
         FORGE_CALLS_IN_FLIGHT.labels(self.forge).set(self.in_flight)
 
     def _release(self) -> None:
