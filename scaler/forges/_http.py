@@ -99,24 +99,33 @@ class ForgeHTTP:
         self._sleep = sleep
         self.now = now
         self.rate = RateLimit()
-        self.client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout,
-            # As many connections as calls may be in flight (the limiter), so
-            # none waits for one; kept alive, so none pays a new handshake.
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers=dict(headers or {}),
-            transport=transport,
-            follow_redirects=False,
-        )
+        # One client with one keep-alive connection per limiter slot: a call
+        # holding a slot never waits for a connection, and each pool has one
+        # connection to look after (see scaler.forges._limit).
+        # One TLS context for all of them: building one loads the CA bundle (~50 ms).
+        tls = httpx.create_ssl_context() if transport is None else None
+        self.clients = [
+            httpx.AsyncClient(
+                base_url=base_url.rstrip("/"),
+                verify=tls if tls is not None else True,
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                headers=dict(headers or {}),
+                transport=transport,
+                follow_redirects=False,
+            )
+            for _ in range(self.limiter.limit)
+        ]
+        self.client = self.clients[0]
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        for client in self.clients:
+            await client.aclose()
 
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One HTTP exchange within the forge's limit (no retries, no error mapping)."""
-        async with self.limiter.slot():
-            return await self.client.request(method, url, **kwargs)
+        async with self.limiter.slot() as number:
+            return await self.clients[number].request(method, url, **kwargs)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

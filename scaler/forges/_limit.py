@@ -9,6 +9,12 @@ once it is sent. Waiters queue per kind and are served round-robin, so a
 storm of 5,000 teardowns delays a mint or a resync page by at most one
 call per other kind, not by 5,000.
 
+Each slot has an HTTP client of its own with one keep-alive connection
+(``ForgeHTTP``): httpcore's pool re-checks every connection it holds on
+every request it starts and finishes (a ``poll`` of each idle socket), so
+one pool of 16 connections costs about twice the CPU per call of 16 pools of
+one.
+
 The kind is a context variable set by the task doing the work
 (:func:`call_kind`), so adapters need not pass it along.
 """
@@ -50,25 +56,26 @@ class FairLimiter:
         self.forge = forge
         self.in_flight = 0
         self.max_in_flight = 0
-        self._queues: dict[str, deque[asyncio.Future[None]]] = {}
+        self._free = list(range(self.limit - 1, -1, -1))  # slot numbers not in use
+        self._queues: dict[str, deque[asyncio.Future[int]]] = {}
         self._turns: deque[str] = deque()  # kinds with waiters, in round-robin order
 
     def waiting(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
     @contextlib.asynccontextmanager
-    async def slot(self, kind: str | None = None) -> AsyncIterator[None]:
-        await self._acquire(kind or CALL_KIND.get())
+    async def slot(self, kind: str | None = None) -> AsyncIterator[int]:
+        """Hold one slot while inside; yields its number (0 … limit - 1)."""
+        number = await self._acquire(kind or CALL_KIND.get())
         try:
-            yield
+            yield number
         finally:
-            self._release()
+            self._release(number)
 
-    async def _acquire(self, kind: str) -> None:
+    async def _acquire(self, kind: str) -> int:
         if self.in_flight < self.limit and not self._turns:
-            self._took()
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return self._took()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(kind)
         if queue is None:
             queue = self._queues[kind] = deque()
@@ -76,22 +83,24 @@ class FairLimiter:
         queue.append(fut)
         FORGE_CALLS_WAITING.labels(self.forge, kind).inc()
         try:
-            await fut
+            return await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self._release()  # granted in the same instant we were cancelled: hand it on
+                self._release(fut.result())  # granted in the instant we were cancelled: hand it on
             raise
         finally:
             FORGE_CALLS_WAITING.labels(self.forge, kind).dec()
 
-    def _took(self) -> None:
+    def _took(self) -> int:
         self.in_flight += 1
         if self.in_flight > self.max_in_flight:
             self.max_in_flight = self.in_flight
             FORGE_CALLS_IN_FLIGHT_MAX.labels(self.forge).set(self.in_flight)
         FORGE_CALLS_IN_FLIGHT.labels(self.forge).set(self.in_flight)
+        return self._free.pop()
 
-    def _release(self) -> None:
+    def _release(self, number: int) -> None:
+        self._free.append(number)
         self.in_flight -= 1
         FORGE_CALLS_IN_FLIGHT.labels(self.forge).set(self.in_flight)
         self._grant()
@@ -106,5 +115,4 @@ class FairLimiter:
             else:
                 del self._queues[kind]
             if not fut.done():  # a cancelled waiter gives its turn away
-                self._took()
-                fut.set_result(None)
+                fut.set_result(self._took())
