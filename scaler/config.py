@@ -42,6 +42,8 @@ def _positive(seconds: float) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+# A duration whose model checks its own range (and may give 0 a meaning).
+BoundedDuration = Annotated[float, BeforeValidator(parse_duration)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
 
 _INLINE_SECRET_KEYS = {"token", "secret", "password", "private_key", "webhook_secret", "webhook_secrets"}
@@ -326,9 +328,9 @@ class UIConfig(_Model):
     # host); true: to every client (put auth in front); false: not served.
     enabled: Literal["auto"] | bool = "auto"
     auth: UIAuth | None = None
-    refresh: Duration = 1.0  # how often open pages fetch fresh content
-    sample_interval: Duration = 10.0  # queue depth / job wait chart resolution (one hour kept)
-    check_interval: Duration = 60.0  # re-probe forges and providers (`check`) while a page is open; 0: never
+    refresh: BoundedDuration = 1.0  # how often open pages fetch fresh content
+    sample_interval: BoundedDuration = 10.0  # queue depth / job wait chart resolution (one hour kept)
+    check_interval: BoundedDuration = 60.0  # re-probe forges and providers (`check`) while a page is open; 0: never
     journal_jobs: int = Field(default=2000, ge=10, le=100_000)  # job stories kept
     journal_entries: int = Field(default=32, ge=8, le=256)  # entries per story
     page_rows: int = Field(default=200, ge=10, le=5000)  # rows per table
