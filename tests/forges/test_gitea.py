@@ -162,7 +162,7 @@ async def test_registration_token_fetched_once(tmp_path: Path, gitea_server: Fak
         await a.mint(pool(), f"rs-x{k}", None)
     tokens = [p for m, p in gitea_server.requests if p.endswith("/registration-token")]
     assert len(tokens) == 1
-    gitea_server.registration_tokens.clear()  # an admin reset the token
+    gitea_server.scope_tokens.clear()  # an admin reset the token
     launch = await a.mint(pool(), "rs-y", None)
     assert launch.runner_id is not None
     assert len([p for m, p in gitea_server.requests if p.endswith("/registration-token")]) == 2
