@@ -171,6 +171,11 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("storm", "sustained", "burst"):
+        from benchmarks import e2e  # the end-to-end ones: python -m benchmarks storm --jobs 5000
+
+        e2e.main()
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer rounds (smoke test)")
     args = ap.parse_args()

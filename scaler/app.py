@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -30,7 +31,11 @@ log = structlog.get_logger("scaler.app")
 
 # How long stop() waits for a cancelled loop. A loop that swallows its
 # cancellation is a bug; shutting down must not wait on it for ever.
-STOP_GRACE = 10.0
+STOP_GRACE = 5.0
+# stop() as a whole, well inside Kubernetes' 30 s termination grace (uvicorn
+# gives open requests 5 s first): whatever is cut short is found again by the
+# next start's rebuild (providers' lists, forge runners by name).
+STOP_DEADLINE = 15.0
 
 
 class Elector(Protocol):
@@ -159,6 +164,15 @@ class Scaler:
             self.heartbeats.unregister(name)
 
     async def stop(self) -> None:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(STOP_DEADLINE):
+                await self._stop()
+        except TimeoutError:
+            log.error("stop did not finish in time; leaving the rest to the next start", seconds=STOP_DEADLINE)
+        log.info("stopped", seconds=round(time.monotonic() - started, 3))
+
+    async def _stop(self) -> None:
         if self._elector_task is not None:
             self._elector_task.cancel()
             with contextlib.suppress(BaseException):
@@ -176,19 +190,26 @@ class Scaler:
     # --- passes -------------------------------------------------------------
 
     async def step_reconcile(self, *, full: bool = False) -> None:
+        before = self.reconciler.planned_full
         await self.reconciler.run_once(full=full)
-        self.collector.wake.set()
+        # Only a full pass changes what is due for teardown (an incremental one
+        # places new jobs): a storm's thousands of passes need not each walk
+        # every instance again in the collector.
+        if self.reconciler.planned_full != before:
+            self.collector.wake.set()
 
     async def settle(self, rounds: int = 10) -> None:
         """Run passes until nothing is left to do (tests and scenarios): each
         round reconciles, waits for launches, collects, waits for teardowns."""
         for _ in range(rounds):
-            await self.step_reconcile()
+            # Full plans: a test's clock stands still, so the gap between
+            # event-driven full plans (FULL_PLAN_GAP) would never pass.
+            await self.step_reconcile(full=True)
             await self.reconciler.launches.join()
             await self.collector.run_once()
             await self.collector.tasks.join()
             if not len(self.inbox):
-                await self.step_reconcile()
+                await self.step_reconcile(full=True)
                 if not len(self.inbox) and not len(self.reconciler.launches):
                     return
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,13 +22,18 @@ from scaler.clock import Clock
 from scaler.config import Config
 from scaler.domain.instance import Instance, InstanceState
 from scaler.errors import RunnerBusyError
+from scaler.forges._limit import call_kind
 from scaler.forges.base import ForgeAdapter, RunnerInfo
 from scaler.loops import Inbox, TaskSet
 from scaler.provider import Provider
+from scaler.runner_lookup import Listing, RunnerListings
 from scaler.store import Store
 
 log = structlog.get_logger("scaler.collector")
 S = InstanceState
+# Retirements of one forge due in one pass from which one runner listing,
+# rather than a get_runner each, tells which runners are busy.
+COALESCE_AT = 16
 
 
 @dataclass
@@ -49,15 +55,24 @@ class Collector:
         self._orphans_done: dict[str, int] = {}  # runner name -> runner id already deregistered
         self._sem = {p.name: asyncio.Semaphore(p.concurrency) for p in self.config.providers}
         self.wake = asyncio.Event()
+        self.listings = RunnerListings(self.clock)
 
     async def run_once(self) -> None:
         now = self.clock.now()
         drains = self.inbox.drains
         self._settling = {n: d for n, d in self._settling.items() if d >= drains}
-        for inst in list(self.store.instances.values()):
-            if inst.name not in self._inflight and inst.name not in self._settling and self._due(inst, now):
-                self._inflight.add(inst.name)
-                self.tasks.spawn(self._teardown(inst))
+        due = [
+            inst
+            for inst in self.store.instances.values()
+            if inst.name not in self._inflight and inst.name not in self._settling and self._due(inst, now)
+        ]
+        # Retirements that must ask the forge whether the runner is busy: when
+        # many of one forge are due together, one listing answers them all.
+        checks = Counter(self._forge_name(i) for i in due if _asks_busy(i))
+        for inst in due:
+            self._inflight.add(inst.name)
+            coalesce = _asks_busy(inst) and checks[self._forge_name(inst)] >= COALESCE_AT
+            self.tasks.spawn(self._teardown(inst, now if coalesce else None))
         self._collect_orphan_runners()
 
     def _due(self, inst: Instance, now: float) -> bool:
@@ -69,23 +84,23 @@ class Collector:
             return False
         return inst.state in (S.STARTING, S.IDLE) or (inst.force and inst.state is S.BUSY)
 
-    async def _teardown(self, inst: Instance) -> None:
+    async def _teardown(self, inst: Instance, listing_since: float | None = None) -> None:
         try:
             if inst.state is not S.DELETING:
                 self.inbox.post(ev.TeardownStarted(inst.name))
             forge = self._forge_of(inst)
-            if inst.force:
-                # Past max_lifetime: stop the instance first, then the runner
-                # record (the forge may still think it busy for a moment).
-                await self._delete_instance(inst)
-                await self._deregister(forge, inst, tolerate_busy=True)
-            else:
-                if inst.state in (S.IDLE, S.STARTING) and await self._busy_on_forge(forge, inst):
+            with call_kind("teardown"):
+                if inst.force:
+                    # Past max_lifetime: stop the instance first, then the runner
+                    # record (the forge may still think it busy for a moment).
+                    await self._delete_instance(inst)
+                    await self._deregister(forge, inst, tolerate_busy=True)
+                elif not await self._remove_runner(forge, inst, listing_since):
                     log.info("teardown skipped: runner busy", instance=inst.name)
                     self.inbox.post(ev.TeardownBlocked(inst.name))
                     return
-                await self._deregister(forge, inst, tolerate_busy=False)
-                await self._delete_instance(inst)
+                else:
+                    await self._delete_instance(inst)
             log.info("instance torn down", instance=inst.name, pool=inst.pool, reason=_reason(inst))
             self.inbox.post(ev.TornDown(inst.name))
         except RunnerBusyError:
@@ -110,12 +125,39 @@ class Collector:
         runner = self.store.runners.get(forge.name, {}).get(inst.name)
         return runner.id if runner else None
 
-    async def _busy_on_forge(self, forge: ForgeAdapter | None, inst: Instance) -> bool:
+    def _forge_name(self, inst: Instance) -> str:
+        pool = self.store.pools.get(inst.pool)
+        return pool.forge if pool else ""
+
+    async def _remove_runner(self, forge: ForgeAdapter | None, inst: Instance, listing_since: float | None) -> bool:
+        """Deregister the instance's runner; False when it is busy and stays.
+
+        An instance that is done (its job completed, it exited or vanished)
+        has no job running, so its runner is deleted without asking (one
+        call). A retired idle one is asked first — from one shared listing
+        when many are retired at once. A failed one (a boot timeout may be a
+        runner busy before we heard of it) and a teardown retried after a
+        failure ask the adapter's way."""
         runner_id = self._runner_id(forge, inst)
         if forge is None or runner_id is None:
+            return True
+        if inst.state is S.DONE:
+            await self._timed(forge.name, "deregister", forge.delete_runner(runner_id))
+            return True
+        if not _asks_busy(inst):
+            await self._deregister(forge, inst, tolerate_busy=False)
+            return True
+        if listing_since is not None:
+            listing = await self._timed(forge.name, "list_runners", self.listings.since(forge, listing_since))
+            runner: object = listing.by_id.get(runner_id) if isinstance(listing, Listing) else None
+        else:
+            runner = await self._timed(forge.name, "get_runner", forge.get_runner(runner_id))
+        if not isinstance(runner, RunnerInfo):
+            return True  # already gone from the forge
+        if runner.busy:
             return False
-        runner = await self._timed(forge.name, "get_runner", forge.get_runner(runner_id))
-        return isinstance(runner, RunnerInfo) and runner.busy
+        await self._timed(forge.name, "deregister", forge.delete_runner(runner_id))
+        return True
 
     async def _deregister(self, forge: ForgeAdapter | None, inst: Instance, *, tolerate_busy: bool) -> None:
         runner_id = self._runner_id(forge, inst)
@@ -182,7 +224,8 @@ class Collector:
 
     async def _deregister_orphan(self, forge: ForgeAdapter, key: str, runner_id: int, name: str) -> None:
         try:
-            await self._timed(forge.name, "deregister", forge.deregister(runner_id))
+            with call_kind("deregister"):
+                await self._timed(forge.name, "deregister", forge.deregister(runner_id))
             self._orphans_done[key] = runner_id
             log.info("orphan runner deregistered", forge=forge.name, runner=name, runner_id=runner_id)
         except RunnerBusyError:
@@ -194,6 +237,12 @@ class Collector:
 
     async def close(self) -> None:
         await self.tasks.cancel()
+        await self.listings.close()
+
+
+def _asks_busy(inst: Instance) -> bool:
+    """A retirement of a runner that may have just taken a job."""
+    return not inst.force and inst.state in (S.IDLE, S.STARTING)
 
 
 def _reason(inst: Instance) -> str:

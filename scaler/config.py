@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,9 +30,21 @@ from scaler.domain.labels import RepositoryAllowList, label_name
 from scaler.durations import parse_duration
 from scaler.errors import ConfigError
 from scaler.forges.options import OPTIONS_BY_TYPE, ForgeOptions, split_inline_secrets
+from scaler.naming import check_stems
 from scaler.secrets import Secret, read_secret_env, read_secret_file
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+def _positive(seconds: float) -> float:
+    # Every duration here is an interval or a timeout: 0 would make a loop
+    # spin, a call fail at once or a record vanish as soon as it is written.
+    if seconds <= 0:
+        raise ValueError("must be greater than 0 (every interval and timeout is)")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+# A duration whose model checks its own range (and may give 0 a meaning).
+BoundedDuration = Annotated[float, BeforeValidator(parse_duration)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
 
 _INLINE_SECRET_KEYS = {"token", "secret", "password", "private_key", "webhook_secret", "webhook_secrets"}
@@ -99,6 +112,9 @@ class ForgeConfig(_Model):
     webhook_secret_envs: tuple[str, ...] = ()
     poll_interval: Duration = 30.0
     request_timeout: Duration = 10.0
+    # Forge calls in flight (mints, teardowns, resync pages, deregistrations
+    # share them, round-robin) and the HTTP connection pool's size.
+    concurrency: int = Field(default=16, ge=1, le=256)
     insecure_pass_registration_token: bool = False
     # Forge-specific knobs, validated by the model of ``type``
     # (``scaler.forges.options``: runner image, runner group, cache server, …).
@@ -315,9 +331,9 @@ class UIConfig(_Model):
     # host); true: to every client (put auth in front); false: not served.
     enabled: Literal["auto"] | bool = "auto"
     auth: UIAuth | None = None
-    refresh: Duration = 1.0  # how often open pages fetch fresh content
-    sample_interval: Duration = 10.0  # queue depth / job wait chart resolution (one hour kept)
-    check_interval: Duration = 60.0  # re-probe forges and providers (`check`) while a page is open; 0: never
+    refresh: BoundedDuration = 1.0  # how often open pages fetch fresh content
+    sample_interval: BoundedDuration = 10.0  # queue depth / job wait chart resolution (one hour kept)
+    check_interval: BoundedDuration = 60.0  # re-probe forges and providers (`check`) while a page is open; 0: never
     journal_jobs: int = Field(default=2000, ge=10, le=100_000)  # job stories kept
     journal_entries: int = Field(default=32, ge=8, le=256)  # entries per story
     page_rows: int = Field(default=200, ge=10, le=5000)  # rows per table
@@ -372,6 +388,7 @@ class Config(_Model):
                 problems.append(
                     f"pools[{i}].provider: no provider named {pool.provider!r} (have: {', '.join(sorted(providers))})"
                 )
+        problems += [f"pools: {p}" for p in check_stems(self.controller_id, (p.name for p in self.pools))]
         if problems:
             raise _CrossProblems(problems)
         return self

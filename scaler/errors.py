@@ -58,6 +58,11 @@ class ForgePermanentError(ForgeError, PermanentError):
     """The forge refused for good (401/403/404 on a mint, validation errors)."""
 
 
+class ForgeOutcomeUnknown(ForgeTemporaryError):
+    """A call that changes the forge (a mint) got no answer: it may or may not
+    have happened. A mint retried after this first looks the runner up by name."""
+
+
 class PollSkipped(ForgeTemporaryError):
     """The adapter chose not to poll queued jobs this pass (e.g. to keep its
     rate-limit budget). Nothing is known about the queue; unlike returning

@@ -88,6 +88,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None, *, cac
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.getLevelName(level.upper()))
+    # httpx logs every request at INFO: a line per forge call (thousands a
+    # minute under load, each scrubbed) that runner_scaler_forge_requests_total
+    # already counts. Its warnings still come through.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
 class _RedactingFormatter(logging.Formatter):

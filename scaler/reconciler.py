@@ -20,7 +20,8 @@ from scaler.clock import Clock
 from scaler.config import Config, PoolConfig
 from scaler.domain.instance import Instance, InstanceState
 from scaler.domain.job import Job, JobState
-from scaler.errors import PermanentError, TemporaryError, is_temporary
+from scaler.errors import ForgeOutcomeUnknown, PermanentError, TemporaryError, is_temporary
+from scaler.forges._limit import call_kind
 from scaler.forges.base import ForgeAdapter, RunnerLaunch
 from scaler.loops import Inbox, TaskSet
 from scaler.naming import instance_name
@@ -38,12 +39,17 @@ from scaler.provider import (
     LaunchSpec,
     Provider,
 )
+from scaler.runner_lookup import RunnerListings
 from scaler.secrets import forget_secret_value
 from scaler.store import Store
 
 log = structlog.get_logger("scaler.reconciler")
 S = InstanceState
 _STILL_STARTING = frozenset({InstanceStatus.STARTING, InstanceStatus.RUNNING})
+# The shortest time between two full plans that events (not the timer) ask for.
+FULL_PLAN_GAP = 0.05
+# Events applied between two yields to the event loop.
+DRAIN_SLICE = 256
 
 
 @dataclass
@@ -67,10 +73,16 @@ class Reconciler:
         # Credential values of live instances, forgotten by the log redactor
         # once the instance is torn down (its runner is deregistered by then).
         self._credentials: dict[str, list[str]] = {}
+        # Names whose last mint had no answer -> when it failed (see _mint_once).
+        self._unknown_mints: dict[str, float] = {}
+        self.listings = RunnerListings(self.clock)
         self._mint_sem = asyncio.Semaphore(self.config.limits.mint_concurrency)
         self._provider_sem = {p.name: asyncio.Semaphore(p.concurrency) for p in self.config.providers}
         self.last_plan = Plan()
         self._last_full = float("-inf")
+        self._full_pending = False
+        self._gap_wake: asyncio.TimerHandle | None = None
+        self.planned_full = 0  # full plans made (the collector runs after each)
         self.store.on_job_started = self._job_started
 
     # --- one pass -----------------------------------------------------------
@@ -78,25 +90,40 @@ class Reconciler:
     async def run_once(self, *, full: bool = False) -> Plan:
         """One pass. Between full plans (every ``reconcile_interval`` at
         least, and after any event that may change supply or capacity) only
-        newly queued jobs are placed; ``full`` forces a full plan."""
+        newly queued jobs are placed; ``full`` forces a full plan.
+
+        Full plans are O(queued jobs + instances) and a storm brings an event
+        every few hundred microseconds, so a full plan an event asks for comes
+        at most every ``FULL_PLAN_GAP`` (the events between are applied at once,
+        their new jobs placed at once; only re-planning waits)."""
         started = time.perf_counter()
         now = self.clock.now()
-        recent = now - self._last_full < self.config.timing.reconcile_interval
-        new_jobs: list[Job] | None = [] if recent and not full else None
-        for event in self.inbox.drain():
-            if new_jobs is not None:
-                new_jobs = self._collect_new(event, new_jobs)
+        needs_full = full or now - self._last_full >= self.config.timing.reconcile_interval
+        new_jobs: list[Job] = []
+        for i, event in enumerate(self.inbox.drain()):
+            if self._collect_new(event, new_jobs):
+                self._full_pending = True
             self.store.apply(event, now)
             if isinstance(event, ev.TornDown):
+                self._unknown_mints.pop(event.name, None)
                 for value in self._credentials.pop(event.name, ()):
                     forget_secret_value(value)
+            if i % DRAIN_SLICE == DRAIN_SLICE - 1:
+                await asyncio.sleep(0)  # thousands of events: let HTTP answer in between
         if self.store.expire(now):  # forgotten jobs may have held supply
-            new_jobs = None
-        result = place_new(self.last_plan, new_jobs) if new_jobs is not None else None
+            self._full_pending = True
+        if self._full_pending and not needs_full:
+            wait = self._last_full + FULL_PLAN_GAP - now
+            needs_full = wait <= 0
+            if not needs_full and self._gap_wake is None:
+                self._gap_wake = asyncio.get_running_loop().call_later(wait, self._end_gap)
+        result = None if needs_full else place_new(self.last_plan, new_jobs)
         incremental = result is not None
         if result is None:
             result = plan(self.store.snapshot(now), self.index)
             self._last_full = now
+            self._full_pending = False
+            self.planned_full += 1
         if self.on_plan is not None:
             self.on_plan(result)
         added = self._apply(result, now)
@@ -105,23 +132,25 @@ class Reconciler:
         metrics.RECONCILE.observe(time.perf_counter() - started)
         return result
 
-    def _collect_new(self, event: ev.Event, new_jobs: list[Job]) -> list[Job] | None:
-        """``new_jobs`` plus the job this event newly queues; None when the
+    def _end_gap(self) -> None:
+        self._gap_wake = None
+        self.inbox.wake.set()
+
+    def _collect_new(self, event: ev.Event, new_jobs: list[Job]) -> bool:
+        """Add the job this event newly queues to ``new_jobs``; True when the
         event may change supply or capacity, which needs a full plan.
         Launch progress (minted, created and running) changes neither."""
         if isinstance(event, ev.JobReported):
             job = event.job
             if job.state is JobState.QUEUED and job.key not in self.store.jobs:
                 new_jobs.append(job)
-                return new_jobs
-            return None
+                return False
+            return True
         if isinstance(event, ev.Minted):
             # A job-bound credential (Forgejo) turns free supply the last plan
             # may have given to another job into supply for its own job only.
-            return None if event.bound_to_job else new_jobs
-        if isinstance(event, ev.Created) and event.info.status in _STILL_STARTING:
-            return new_jobs
-        return None
+            return event.bound_to_job
+        return not (isinstance(event, ev.Created) and event.info.status in _STILL_STARTING)
 
     def _apply(self, result: Plan, now: float) -> list[Instance]:
         for fail in result.fails:
@@ -166,7 +195,8 @@ class Reconciler:
         try:
             launch = self._minted.get(inst.name)
             if launch is None:
-                launch = await self._mint(pool, inst)
+                with call_kind("mint"):
+                    launch = await self._mint_once(pool, inst)
                 self._minted[inst.name] = launch
                 self._credentials[inst.name] = [f.content.reveal() for f in launch.files]
                 self.inbox.post(ev.Minted(inst.name, launch.runner_id, launch.bound_to_job))
@@ -183,6 +213,27 @@ class Reconciler:
             self.inbox.post(ev.LaunchFailed(inst.name, _describe(exc), is_temporary(exc), retry_after, minted))
         finally:
             self._inflight.discard(inst.name)
+
+    async def _mint_once(self, pool: PoolConfig, inst: Instance) -> RunnerLaunch:
+        """Mint, idempotent by name: after a mint whose outcome is unknown (no
+        answer; GitHub's "already exists"), the runner the forge may have made
+        under this name is looked up and deleted first — its credential was in
+        the lost answer, so no instance can use it — and only then is a new
+        one minted. An instance never has two live credentials."""
+        forge = self.forges[pool.forge]
+        since = self._unknown_mints.get(inst.name)
+        if since is not None:
+            listing = await self.listings.since(forge, since)
+            for stray in listing.named(inst.name):
+                log.warning("deleting the runner of a mint whose answer was lost", instance=inst.name,
+                            runner_id=stray.id)
+                await forge.deregister(stray.id)
+            del self._unknown_mints[inst.name]
+        try:
+            return await self._mint(pool, inst)
+        except ForgeOutcomeUnknown:
+            self._unknown_mints[inst.name] = self.clock.now()
+            raise
 
     async def _mint(self, pool: PoolConfig, inst: Instance) -> RunnerLaunch:
         forge = self.forges[pool.forge]
@@ -258,7 +309,10 @@ class Reconciler:
         return candidates[0].name if candidates else None
 
     async def close(self) -> None:
+        if self._gap_wake is not None:
+            self._gap_wake.cancel()
         await self.launches.cancel()
+        await self.listings.close()
 
 
 class _CreateTimeout(TemporaryError):

@@ -18,6 +18,7 @@ from scaler import events as ev
 from scaler import metrics
 from scaler.clock import Clock
 from scaler.errors import PollSkipped
+from scaler.forges._limit import call_kind
 from scaler.forges.base import ForgeAdapter
 from scaler.loops import Inbox
 from scaler.provider import Provider
@@ -55,6 +56,10 @@ class Resync:
         return True
 
     async def _forge(self, forge: ForgeAdapter) -> bool:
+        with call_kind("resync"):
+            return await self._read_forge(forge)
+
+    async def _read_forge(self, forge: ForgeAdapter) -> bool:
         started_at = self.clock.now()
         unknown = False
         try:

@@ -20,6 +20,7 @@ from scaler.config import Config, PoolConfig
 from scaler.domain.instance import NOT_YET_BUSY, TOOK_JOB_GRACE, Instance, InstanceState
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
+from scaler.naming import stem
 from scaler.provider import (
     LABEL_CREATED_AT,
     LABEL_JOB_BOUND,
@@ -104,6 +105,7 @@ class Store:
     def __post_init__(self) -> None:
         self.pools: Mapping[str, PoolConfig] = {p.name: p for p in self.config.pools}
         self._forge_of_pool = {p.name: p.forge for p in self.config.pools}
+        self._stems = tuple(stem(self.config.controller_id, p.name) + "-" for p in self.config.pools)
         for p in self.config.providers:
             self.providers.setdefault(p.name, ProviderHealth())
         self._last_expiry = float("-inf")
@@ -129,11 +131,7 @@ class Store:
 
     def is_ours(self, runner_name: str) -> bool:
         """Whether a forge runner name was made by this controller for a pool."""
-        prefix = f"{self.config.controller_id}-"
-        if not runner_name.startswith(prefix):
-            return False
-        rest = runner_name[len(prefix) :]
-        return any(rest.startswith(f"{pool}-") for pool in self.pools)
+        return runner_name.startswith(self._stems)
 
     # --- writing (reconciler only) -----------------------------------------
 

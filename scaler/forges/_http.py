@@ -6,7 +6,12 @@
 * Every answer is counted in ``runner_scaler_forge_requests_total`` and
   rate-limit headers update ``runner_scaler_forge_rate_limit_remaining``.
 * Errors become the core's :class:`ForgeTemporaryError` /
-  :class:`ForgePermanentError`; messages never carry credentials.
+  :class:`ForgePermanentError`; messages never carry credentials. A POST
+  that may have reached the forge without an answer coming back (a read
+  timeout, a dropped connection) is :class:`ForgeOutcomeUnknown`.
+* Every request takes a slot of the forge's :class:`FairLimiter` first
+  (``concurrency``, the connection pool's size too): waiting happens there,
+  fairly between kinds of work, never inside the pool.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from scaler.errors import ForgePermanentError, ForgeTemporaryError
+from scaler.errors import ForgeOutcomeUnknown, ForgePermanentError, ForgeTemporaryError
+from scaler.forges._limit import FairLimiter
 from scaler.forges._metrics import FORGE_RATE_LIMIT_REMAINING, FORGE_REQUESTS
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
+# Transport errors after which the request cannot have reached the forge.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 AuthHook = Callable[[], Awaitable[Mapping[str, str]]]
 
 
@@ -80,8 +88,10 @@ class ForgeHTTP:
         now: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
         on_unauthorized: Callable[[], None] | None = None,
+        concurrency: int = 16,
     ) -> None:
         self.forge = forge
+        self.limiter = FairLimiter(concurrency, forge)
         self._on_unauthorized = on_unauthorized
         self._auth = auth
         self._attempts = max(1, attempts)
@@ -89,16 +99,33 @@ class ForgeHTTP:
         self._sleep = sleep
         self.now = now
         self.rate = RateLimit()
-        self.client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout,
-            headers=dict(headers or {}),
-            transport=transport,
-            follow_redirects=False,
-        )
+        # One client with one keep-alive connection per limiter slot: a call
+        # holding a slot never waits for a connection, and each pool has one
+        # connection to look after (see scaler.forges._limit).
+        # One TLS context for all of them: building one loads the CA bundle (~50 ms).
+        tls = httpx.create_ssl_context() if transport is None else None
+        self.clients = [
+            httpx.AsyncClient(
+                base_url=base_url.rstrip("/"),
+                verify=tls if tls is not None else True,
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                headers=dict(headers or {}),
+                transport=transport,
+                follow_redirects=False,
+            )
+            for _ in range(self.limiter.limit)
+        ]
+        self.client = self.clients[0]
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        for client in self.clients:
+            await client.aclose()
+
+    async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP exchange within the forge's limit (no retries, no error mapping)."""
+        async with self.limiter.slot() as number:
+            return await self.clients[number].request(method, url, **kwargs)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -156,11 +183,14 @@ class ForgeHTTP:
             hdrs.update(await self._auth())
         hdrs.update(headers or {})
         try:
-            resp = await self.client.request(method, url, params=params, json=json, headers=hdrs)
+            resp = await self.send(method, url, params=params, json=json, headers=hdrs)
         except httpx.TransportError as exc:
             FORGE_REQUESTS.labels(self.forge, endpoint, "error").inc()
             where = _where(exc, self.client, url)
-            raise _Retryable(f"{self.forge}: {method} {where}: {describe_transport_error(exc)}", None) from None
+            message = f"{self.forge}: {method} {where}: {describe_transport_error(exc)}"
+            if method not in IDEMPOTENT and not isinstance(exc, NOT_SENT):
+                raise ForgeOutcomeUnknown(message) from None
+            raise _Retryable(message, None) from None
         FORGE_REQUESTS.labels(self.forge, endpoint, str(resp.status_code)).inc()
         self._track_rate(resp)
         status = resp.status_code

@@ -101,6 +101,13 @@ class ForgeAdapter(Protocol):
         """Remove a runner; missing is success; busy raises RunnerBusyError."""
         ...
 
+    async def delete_runner(self, runner_id: int) -> None:
+        """Remove the runner of an instance that is over (its job completed, it
+        exited, failed or vanished), without asking first whether it is busy:
+        one call instead of two. Missing is success; a refusal because the
+        forge still thinks it busy raises RunnerBusyError."""
+        ...
+
     async def check(self) -> list[Finding]: ...
 
     async def aclose(self) -> None: ...

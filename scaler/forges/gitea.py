@@ -37,7 +37,13 @@ from scaler.clock import Clock, SystemClock
 from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
 from scaler.domain.repository import gitea_repository_problem
-from scaler.errors import ForgePermanentError, ForgeTemporaryError, MalformedDelivery, RunnerBusyError
+from scaler.errors import (
+    ForgeOutcomeUnknown,
+    ForgePermanentError,
+    ForgeTemporaryError,
+    MalformedDelivery,
+    RunnerBusyError,
+)
 from scaler.forges._common import (
     action_state,
     as_id,
@@ -54,7 +60,7 @@ from scaler.forges._common import (
     repository_from_url,
     str_list,
 )
-from scaler.forges._http import ForgeHTTP, describe_transport_error
+from scaler.forges._http import NOT_SENT, ForgeHTTP, describe_transport_error
 from scaler.forges._metrics import FORGE_REQUESTS
 from scaler.forges._signature import GITEA, GOGS, HUB_256, verify_signature
 from scaler.forges.base import Delivery, RunnerInfo, RunnerLaunch
@@ -144,11 +150,21 @@ def _register_error(forge: str, resp: httpx.Response) -> ForgeTemporaryError | F
         data = resp.json()
         code, message = str(data.get("code", "")), str(data.get("message", ""))[:200]
     msg = f"{forge}: Register RPC failed: HTTP {resp.status_code} {code} {message}".rstrip()
+    final: ForgeTemporaryError | ForgePermanentError
     if "registration token not found" in message:
-        return ForgePermanentError(msg)
-    if resp.status_code >= 500 or resp.status_code == 429 or code in ("unavailable", "resource_exhausted"):
-        return ForgeTemporaryError(msg)
-    return ForgePermanentError(msg)
+        final = ForgePermanentError(msg)
+    elif resp.status_code >= 500 or resp.status_code == 429 or code in ("unavailable", "resource_exhausted"):
+        final = ForgeTemporaryError(msg)
+    else:
+        final = ForgePermanentError(msg)
+    token_refused = (
+        "registration token" in message
+        or "invalidated" in message
+        or resp.status_code in (401, 403)
+        or code in ("permission_denied", "unauthenticated")
+    )
+    # The cached token may be the one refused: the caller fetches it anew once.
+    return RegistrationRefused(msg, final) if token_refused else final
 
 
 # --- act_runner files -----------------------------------------------------------
@@ -197,6 +213,16 @@ def runner_config(
 # --- the adapter ----------------------------------------------------------------
 
 
+class RegistrationRefused(ForgePermanentError):
+    """The Register RPC refused the registration token (reset, or expired);
+    ``final`` is what it means when a freshly fetched token is refused too."""
+
+    def __init__(self, message: str, final: ForgeTemporaryError | ForgePermanentError) -> None:
+        super().__init__(message)
+        self.final = final
+
+
+
 class GiteaFamily:
     """What Gitea and Forgejo share: REST layout, signatures, runners."""
 
@@ -228,6 +254,7 @@ class GiteaFamily:
             sleep=self.clock.sleep,
             now=self.clock.now,
             transport=transport,
+            concurrency=config.concurrency,
         )
         self.version: tuple[int, int, int] | None = None
         self.version_text: str | None = None
@@ -327,6 +354,9 @@ class GiteaFamily:
             return
         if runner.busy:
             raise RunnerBusyError(f"{self.name}: runner {runner_id} is busy")
+        await self.delete_runner(runner_id)
+
+    async def delete_runner(self, runner_id: int) -> None:
         resp = await self.http.request(
             "DELETE",
             self.api(f"{self.scope_path}/actions/runners/{runner_id}"),
@@ -409,6 +439,7 @@ class GiteaForge(GiteaFamily):
     ) -> None:
         super().__init__(config, clock=clock, transport=transport)
         self._jobs_listing: bool | None = None
+        self._reg_token: Secret | None = None
 
     # --- queued jobs --------------------------------------------------------------
 
@@ -458,19 +489,37 @@ class GiteaForge(GiteaFamily):
             raise ForgePermanentError(f"{self.name}: registration-token answer has no token")
         return Secret(token)
 
+    async def _register_with_cached_token(self, name: str, labels: list[str]) -> Mapping[str, Any]:
+        """Register with the scope's registration token, fetched once and kept
+        (Gitea hands out the same token until someone resets it): one forge
+        call per mint, not two. A token the forge refuses is fetched anew
+        once; a refused Register made no runner, so trying again is safe."""
+        if self._reg_token is None:
+            self._reg_token = await self._registration_token()
+        try:
+            return await self._register(self._reg_token, name, labels)
+        except RegistrationRefused:
+            self._reg_token = await self._registration_token()
+        try:
+            return await self._register(self._reg_token, name, labels)
+        except RegistrationRefused as exc:
+            raise exc.final from None
+
     async def _register(self, reg: Secret, name: str, labels: list[str]) -> Mapping[str, Any]:
         """The runner ``Register`` RPC (ConnectRPC unary, JSON codec). Never retried."""
         body = {"name": name, "token": reg.reveal(), "version": "runner-scaler", "labels": labels, "ephemeral": True}
         try:
-            resp = await self.http.client.post(
+            resp = await self.http.send(
+                "POST",
                 REGISTER_RPC,
                 json=body,
                 headers={"content-type": "application/json", "connect-protocol-version": "1"},
             )
         except httpx.TransportError as exc:
-            raise ForgeTemporaryError(
-                f"{self.name}: POST {self.config.url}{REGISTER_RPC}: {describe_transport_error(exc)}"
-            ) from None
+            message = f"{self.name}: POST {self.config.url}{REGISTER_RPC}: {describe_transport_error(exc)}"
+            if isinstance(exc, NOT_SENT):
+                raise ForgeTemporaryError(message) from None
+            raise ForgeOutcomeUnknown(message) from None
         FORGE_REQUESTS.labels(self.name, "register", str(resp.status_code)).inc()
         if resp.status_code != 200:
             raise _register_error(self.name, resp)
@@ -513,8 +562,7 @@ class GiteaForge(GiteaFamily):
                 f"{self.name}: Gitea {self.version_text} ignores ephemeral registration (needs 1.24); "
                 "upgrade or set insecure_pass_registration_token: true"
             )
-        reg = await self._registration_token()
-        runner = await self._register(reg, runner_name, labels)
+        runner = await self._register_with_cached_token(runner_name, labels)
         runner_id = as_id(runner.get("id"), "runner.id")
         content = runner_file(
             runner_id=runner_id,

@@ -29,7 +29,14 @@ from scaler.config import ForgeConfig, PoolConfig
 from scaler.domain.job import Job, JobState
 from scaler.domain.labels import label_name
 from scaler.domain.repository import github_repository_problem
-from scaler.errors import ForgePermanentError, ForgeTemporaryError, MalformedDelivery, PollSkipped, RunnerBusyError
+from scaler.errors import (
+    ForgeOutcomeUnknown,
+    ForgePermanentError,
+    ForgeTemporaryError,
+    MalformedDelivery,
+    PollSkipped,
+    RunnerBusyError,
+)
 from scaler.forges._common import (
     action_state,
     as_id,
@@ -229,6 +236,7 @@ class GitHubForge:
             now=self.clock.now,
             transport=transport,
             on_unauthorized=self.app.invalidate if self.app is not None else None,
+            concurrency=config.concurrency,
         )
         self._etags: OrderedDict[str, tuple[str, Any]] = OrderedDict()
         self._last_poll: float | None = None
@@ -448,6 +456,10 @@ class GitHubForge:
         if resp.status_code == 422:  # "runner is currently running a job"
             raise RunnerBusyError(f"{self.name}: runner {runner_id} is busy")
 
+    async def delete_runner(self, runner_id: int) -> None:
+        # GitHub refuses a busy runner's deletion itself (422): nothing to ask first.
+        await self.deregister(runner_id)
+
     # --- credentials -----------------------------------------------------------------
 
     async def _runner_group_id(self, pool: PoolConfig) -> int:
@@ -486,9 +498,9 @@ class GitHubForge:
             ok=(201, 409),
         )
         if resp.status_code == 409:
-            # A runner of this name exists — most likely a mint whose answer was
-            # lost. Not retried here: the orphan sweep removes it by name.
-            raise ForgeTemporaryError(f"{self.name}: a runner named {runner_name} already exists")
+            # A runner of this name exists: most likely a mint whose answer was
+            # lost. The retry looks it up by name and removes it first.
+            raise ForgeOutcomeUnknown(f"{self.name}: a runner named {runner_name} already exists")
         data = resp.json()
         jit = data.get("encoded_jit_config")
         runner = data.get("runner") or {}

@@ -232,6 +232,9 @@ class FakeForge:
         del self.state.runners[runner_id]
         self.state.deregistered.append(runner_id)
 
+    async def delete_runner(self, runner_id: int) -> None:
+        await self.deregister(runner_id)  # one call either way here
+
     async def check(self) -> list[Finding]:
         return [Finding("ok", f"forge {self.name}", "fake forge (in-process); job listing available")]
 

@@ -21,12 +21,16 @@ from scaler.provider import (
     LaunchSpec,
     ProviderSettings,
 )
+from scaler.testing.launch_record import ExitFifo, LaunchLog
 
 
 class MemorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     create_latency: float = Field(default=0.0, ge=0)
     delete_latency: float = Field(default=0.0, ge=0)
+    # For a runner simulator in another process (scaler.testing.launch_record).
+    launch_log: str | None = None
+    exit_fifo: str | None = None
 
 
 @dataclass
@@ -69,6 +73,8 @@ class MemoryProvider:
         self.calls: list[Call] = []
         self.deleted: list[str] = []
         self._changes: asyncio.Queue[InstanceInfo] | None = None
+        self._log = LaunchLog(opts.launch_log) if opts.launch_log else None
+        self._exits = ExitFifo(opts.exit_fifo, self._exited) if opts.exit_fifo else None
 
     async def create(self, launch: LaunchSpec) -> InstanceInfo:
         self.calls.append(Call("create", launch.name, time.perf_counter()))
@@ -88,6 +94,8 @@ class MemoryProvider:
             created_at=time.time(),
         )
         self.instances[launch.name] = MemoryInstance(launch, info)
+        if self._log is not None:
+            self._log.created(launch)
         for hook in self.on_create:
             hook(launch)
         return info
@@ -102,6 +110,8 @@ class MemoryProvider:
             hook(name)
         if self.instances.pop(name, None) is not None:
             self.deleted.append(name)
+            if self._log is not None:
+                self._log.deleted(name)
 
     async def get(self, name: str) -> InstanceInfo | None:
         inst = self.instances.get(name)
@@ -115,6 +125,8 @@ class MemoryProvider:
 
     async def watch(self) -> AsyncIterator[InstanceInfo]:
         self._changes = asyncio.Queue()
+        if self._exits is not None:
+            self._exits.start()
         while True:
             yield await self._changes.get()
 
@@ -122,13 +134,20 @@ class MemoryProvider:
         return [Finding("ok", f"provider {self.name}", f"in-memory provider, {len(self.instances)} instances")]
 
     async def close(self) -> None:
-        return None
+        if self._exits is not None:
+            self._exits.close()
+        if self._log is not None:
+            self._log.close()
 
     # --- test controls ------------------------------------------------------
 
     def finish(self, name: str, exit_code: int = 0) -> None:
         """The runner inside exited (its job is over)."""
         self._set(name, InstanceStatus.EXITED, exit_code=exit_code)
+
+    def _exited(self, name: str, code: int) -> None:
+        if name in self.instances:
+            self.finish(name, code)
 
     def crash(self, name: str, reason: str = "OOMKilled") -> None:
         self._set(name, InstanceStatus.FAILED, reason=reason, exit_code=137)

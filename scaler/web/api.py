@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from scaler.app import Scaler
 
 
+class _JSON(JSONResponse):
+    # orjson: /api/v1/instances with thousands of instances renders in a
+    # fraction of json.dumps' time, time the event loop does nothing else.
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 async def pools(request: Request) -> Response:
     scaler: Scaler = request.app.state.scaler
-    return JSONResponse({"pools": list(scaler.pool_stats().values())})
+    return _JSON({"pools": list(scaler.pool_stats().values())})
 
 
 async def pool(request: Request) -> Response:
@@ -40,4 +50,4 @@ async def instances(request: Request) -> Response:
         }
         for i in scaler.store.instances.values()
     ]
-    return JSONResponse({"instances": items})
+    return _JSON({"instances": items})

@@ -146,11 +146,26 @@ async def test_register_refused_is_permanent(tmp_path: Path, gitea_server: FakeF
     gitea_server.fail_next("POST", r"RunnerService/Register$", 503)
     with pytest.raises(ForgeTemporaryError):
         await a.mint(pool(), "rs-x", None)
-    gitea_server.fail_next("POST", r"RunnerService/Register$", 403)
+    gitea_server.fail_next("POST", r"RunnerService/Register$", 403, times=2)
     with pytest.raises(ForgePermanentError):
         await a.mint(pool(), "rs-x", None)
-    # never retried: one Register call per mint
-    assert sum(1 for m, p in gitea_server.requests if p.endswith("/Register")) == 2
+    # a 503 is never retried; a refused token is fetched anew once, then it is permanent
+    assert sum(1 for m, p in gitea_server.requests if p.endswith("/Register")) == 3
+    await a.aclose()
+
+
+async def test_registration_token_fetched_once(tmp_path: Path, gitea_server: FakeForgeServer, clock: FakeClock) -> None:
+    """Mints share the scope's registration token (one forge call per mint); a token refused after a reset
+    is replaced once, and that mint still succeeds."""
+    a = adapter(tmp_path, gitea_server, clock)
+    for k in range(3):
+        await a.mint(pool(), f"rs-x{k}", None)
+    tokens = [p for m, p in gitea_server.requests if p.endswith("/registration-token")]
+    assert len(tokens) == 1
+    gitea_server.scope_tokens.clear()  # an admin reset the token
+    launch = await a.mint(pool(), "rs-y", None)
+    assert launch.runner_id is not None
+    assert len([p for m, p in gitea_server.requests if p.endswith("/registration-token")]) == 2
     await a.aclose()
 
 

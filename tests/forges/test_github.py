@@ -84,7 +84,7 @@ async def test_mint_never_retried_on_5xx(tmp_path: Path, github_server: FakeForg
 
 
 async def test_etag_conditional_requests(tmp_path: Path, github_server: FakeForgeServer, clock: FakeClock) -> None:
-    a = adapter(tmp_path, github_server, clock, scope={"kind": "repository", "name": "acme/app"}, poll_interval=0)
+    a = adapter(tmp_path, github_server, clock, scope={"kind": "repository", "name": "acme/app"}, poll_interval=0.001)
     github_server.queue_job("acme/app", ["x"])
     first = await a.list_queued_jobs()
     before = github_server.rate_remaining

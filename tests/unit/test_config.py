@@ -156,3 +156,50 @@ def test_secret_never_prints(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is empty"):
         read_secret_file(tmp_path / "empty")
     assert Secret("abcdefg") == Secret("abcdefg")
+
+
+_DURATION_KEYS = [
+    ("timing", None, "reconcile_interval"),
+    ("timing", None, "resync_interval"),
+    ("timing", None, "collect_interval"),
+    ("timing", None, "tombstone_ttl"),
+    ("limits", None, "backoff_initial"),
+    ("limits", None, "backoff_max"),
+    ("forges", 0, "request_timeout"),
+    ("forges", 0, "poll_interval"),
+    ("providers", 0, "create_timeout"),
+    ("providers", 0, "delete_timeout"),
+    ("pools", 0, "boot_timeout"),
+    ("pools", 0, "idle_timeout"),
+    ("pools", 0, "max_lifetime"),
+    ("leader_election", None, "lease_duration"),
+]
+
+
+@pytest.mark.parametrize(("section", "index", "key"), _DURATION_KEYS)
+@pytest.mark.parametrize("zero", ["0s", 0, "0ms", "0m"])
+def test_zero_interval_or_timeout_names_the_key(section: str, index: int | None, key: str, zero: object) -> None:
+    """Every interval and timeout must be > 0; the error names its key path."""
+    data = base_config()
+    if index is None:
+        data.setdefault(section, {})[key] = zero
+        where = f"{section}.{key}"
+    else:
+        data[section][index][key] = zero
+        where = f"{section}[{index}].{key}"
+    assert problems(data) == [f"{where}: must be greater than 0 (every interval and timeout is)"]
+
+
+def test_pools_whose_names_share_a_stem_are_refused() -> None:
+    """A pool named like another's truncated-and-hashed name stem is a config error naming both."""
+    from scaler.naming import stem
+
+    controller, long_pool = "c" * 32, "p" * 32
+    hashed = stem(controller, long_pool)
+    twin = hashed[len(controller) + 1 :]  # a legal pool name whose stem is that very text
+    assert stem(controller, twin) == hashed
+    data = base_config(controller_id=controller)
+    data["pools"] = [dict(data["pools"][0], name=long_pool), dict(data["pools"][0], name=twin)]
+    assert problems(data) == [f"pools: pools {long_pool!r} and {twin!r} share the name stem {hashed!r}; rename one"]
+    data["pools"][1]["name"] = "p" * 31 + "q"  # another long name: its own hash
+    assert parse_config(data).pools[1].name == "p" * 31 + "q"

@@ -391,7 +391,9 @@ async def test_new_jobs_between_full_plans_are_placed_without_replanning(
 
 
 async def test_job_bound_credential_forces_a_full_plan(full_plans: list[float]) -> None:
-    """A credential bound to its job (Forgejo) changes what supply is free, so the next pass re-plans."""
+    """A credential bound to its job (Forgejo) changes what supply is free, so a pass re-plans (after the gap)."""
+    from scaler.reconciler import FULL_PLAN_GAP
+
     harness = make_harness()
     harness.forge.bind_to_job = True
     await harness.scaler.rebuild()
@@ -401,5 +403,8 @@ async def test_job_bound_credential_forces_a_full_plan(full_plans: list[float]) 
     await harness.scaler.step_reconcile()
     await harness.scaler.reconciler.launches.join()
     assert len(full_plans) == before
-    await harness.scaler.step_reconcile()  # drains the bound Minted
+    await harness.scaler.step_reconcile()  # drains the bound Minted: re-planning is due...
+    assert len(full_plans) == before
+    harness.clock.advance(FULL_PLAN_GAP)  # ...once the gap between event-driven full plans passed
+    await harness.scaler.step_reconcile()
     assert len(full_plans) == before + 1
