@@ -190,12 +190,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def render_status(pools: Sequence[dict[str, Any]]) -> str:
     states = ["pending", "creating", "starting", "idle", "busy", "done", "deleting", "failed"]
-    header = ["POOL", "QUEUED", "RUNNING", *[s.upper() for s in states], "MAX"]
+    # QUEUED is demand (what waits for this pool); HELD the part of it no
+    # instance was planned for, because of max or a cap.
+    header = ["POOL", "QUEUED", "HELD", "RUNNING", *[s.upper() for s in states], "MAX"]
     rows = [header]
     for p in pools:
         inst = p.get("instances", {})
         rows.append(
-            [p["name"], str(p["queued"]), str(p["in_progress"]), *[str(inst.get(s, 0)) for s in states], str(p["max"])]
+            [
+                p["name"],
+                str(p["queued"]),
+                str(p.get("held_back", 0)),
+                str(p["in_progress"]),
+                *[str(inst.get(s, 0)) for s in states],
+                str(p["max"]),
+            ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -1,4 +1,4 @@
-"""Read-only JSON API: pools (what KEDA's metrics-api scaler reads) and instances."""
+"""Read-only JSON API: pools (what KEDA's metrics-api scaler reads), forges and instances."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ async def pool(request: Request) -> Response:
     if stats is None:
         return JSONResponse({"error": f"no pool named {name!r}"}, status_code=404)
     return JSONResponse(stats)
+
+
+async def forges(request: Request) -> Response:
+    scaler: Scaler = request.app.state.scaler
+    return JSONResponse(scaler.forge_stats())
 
 
 async def instances(request: Request) -> Response:

@@ -38,6 +38,7 @@ def create_app(scaler: Scaler) -> Starlette:
         Route("/metrics", health.prometheus),
         Route("/api/v1/pools", api.pools),
         Route("/api/v1/pools/{name}", api.pool),
+        Route("/api/v1/forges", api.forges),
         Route("/api/v1/instances", api.instances),
     ]
     if ui is not None:

@@ -98,6 +98,10 @@ def _accept(scaler: Scaler, name: str, delivery: object) -> Response:
     if job.runner_name not in scaler.store.instances and not scaler.reconciler.index.candidates(job):
         log.info("webhook for a job no pool serves", forge=name, job=job.id, repository=job.repository)
         _journal(scaler, delivery, "not_served")
+        # Still recorded (best effort), so the job is counted as unservable
+        # until it ends, exactly as one seen in a queue listing is.
+        if scaler.inbox.offer(JobReported(job, scaler.clock.now(), delivery.delivery_id)) and dedupe_key:
+            scaler.deliveries.add(dedupe_key)
         return _reply(name, event, "not_served", 200, reason="no pool serves this repository and labels")
     if not scaler.inbox.offer(JobReported(job, scaler.clock.now(), delivery.delivery_id)):
         log.warning("event queue full, delivery refused", forge=name, job=job.id)

@@ -86,11 +86,20 @@ def test_check_missing_secret_and_loose_permissions(tmp_path: Path, capsys: pyte
 def test_render_status_table() -> None:
     """status prints one row per pool with counts by state."""
     text = render_status(
-        [{"name": "small", "queued": 3, "in_progress": 1, "instances": {"idle": 2, "busy": 1}, "max": 5}]
+        [
+            {
+                "name": "small",
+                "queued": 3,
+                "held_back": 1,
+                "in_progress": 1,
+                "instances": {"idle": 2, "busy": 1},
+                "max": 5,
+            }
+        ]
     )
     header, row = text.splitlines()
-    assert header.split()[:4] == ["POOL", "QUEUED", "RUNNING", "PENDING"]
-    assert row.split() == ["small", "3", "1", "0", "0", "0", "2", "1", "0", "0", "0", "5"]
+    assert header.split()[:5] == ["POOL", "QUEUED", "HELD", "RUNNING", "PENDING"]
+    assert row.split() == ["small", "3", "1", "1", "0", "0", "0", "2", "1", "0", "0", "0", "5"]
 
 
 def test_status_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
