@@ -94,6 +94,12 @@ class Scaler:
     def leading(self) -> bool:
         return self.elector is None or self.elector.is_leader
 
+    @property
+    def campaigning(self) -> bool:
+        """Whether this replica takes part in leader election (a follower
+        whose election task ended can never lead, so it is not ready)."""
+        return self.elector is None or (self._elector_task is not None and not self._elector_task.done())
+
     # --- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
@@ -114,8 +120,10 @@ class Scaler:
         )
 
     async def _start_leading(self) -> None:
+        # The state is fresh (made at start, or when the last term ended):
+        # replacing it here would lose a delivery accepted in the instant
+        # between winning the Lease and this callback running.
         metrics.IS_LEADER.set(1)
-        self._fresh_state()
         await self.rebuild()
         timing = self.config.timing
         self._loops = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -47,13 +48,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"ERROR   config: {p}", file=sys.stderr)
         return 2
     host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
     try:
-        scaler = Scaler(config, elector=_elector(config))
+        scaler = Scaler(config, elector=_elector(config, port))
         app = create_app(scaler)
     except (ValueError, OSError) as exc:  # e.g. a missing secret file
         print(f"ERROR   {exc}", file=sys.stderr)
         return 2
-    port = args.port if args.port is not None else config.server.port
     for forge in config.forges:
         if forge.insecure_pass_registration_token:
             log.warning(
@@ -73,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _elector(config: Config) -> Any:
+def _elector(config: Config, port: int) -> Any:
     if not config.leader_election.enabled:
         return None
     import importlib
@@ -82,7 +83,18 @@ def _elector(config: Config) -> Any:
     leader = importlib.import_module("scaler.leader")
     le = config.leader_election
     api_client = leader.LeaseElector.api_client_from(kubeconfig=le.kubeconfig, context=le.context)
-    return leader.LeaseElector(le, api_client)
+    return leader.LeaseElector(le, api_client, advertise_url=advertise_url(le.advertise_url, port))
+
+
+def advertise_url(configured: str | None, port: int) -> str | None:
+    """Where followers reach this replica: the configured URL, else the pod's
+    own address (``POD_IP``, from the downward API) on the listening port."""
+    if configured:
+        return configured
+    pod_ip = os.environ.get("POD_IP", "").strip()
+    if not pod_ip:
+        return None
+    return f"http://[{pod_ip}]:{port}" if ":" in pod_ip else f"http://{pod_ip}:{port}"
 
 
 # --- check -----------------------------------------------------------------
