@@ -164,7 +164,7 @@ async def _roll(world: World, replicas: int) -> tuple[Deployment, Service, list[
         end = time.monotonic() + timeout
         while True:
             states = {p.name: await _ready(http, p.handle) for p in deployment.pods}
-            deployment.observe(lambda p: states[p.name])
+            deployment.observe(lambda p, seen=states: seen[p.name])  # type: ignore[misc]
             service.endpoints = [p.handle for p in deployment.pods if p.ready_since is not None]
             if deployment.complete():
                 return
@@ -216,7 +216,7 @@ async def test_rolling_update_completes_and_every_delivery_is_served(replicas: i
 
 
 async def test_follower_forwards_and_holds_deliveries_through_a_hand_over() -> None:
-    """A follower forwards to the leader; when the leader dies without giving up the Lease, the follower holds deliveries until it leads, then serves them."""
+    """A follower forwards to the leader; when the leader dies holding the Lease, it waits to lead."""
     with FakeKube() as kube:
         world = World(kube)
         a = Replica(world, "replica-a", release=False)
@@ -292,7 +292,7 @@ def _stand_in_rollout(replicas: int) -> Deployment:
 
 @pytest.mark.parametrize("replicas", [1, 2, 3])
 async def test_the_arithmetic_stalls_when_only_the_leader_is_ready(replicas: int) -> None:
-    """With the old readiness (only the leader Ready) the controller's arithmetic never finishes a rollout; with every replica Ready it does."""
+    """With only the leader Ready the arithmetic never finishes a rollout; with every replica Ready it does."""
     for rule, should_finish in (("leader-only", False), ("all", True)):
         d = _stand_in_rollout(replicas)
         for _ in range(10):  # the install, all ready (the first pod leads)
