@@ -168,3 +168,24 @@ def test_serve_bad_config_exit_2(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 2 and "pools[0].max" in proc.stderr
+
+
+def test_group_read_is_accepted_only_for_our_own_group(tmp_path: Path) -> None:
+    """A 0440 secret file of our own group (a Secret mounted with fsGroup) passes; another group's or 0444 does not."""
+    import os
+
+    from scaler.secrets import readable_by_others
+
+    f = tmp_path / "secret"
+    f.write_text("x")
+    f.chmod(0o440)
+    os.chown(f, -1, os.getegid())
+    assert not readable_by_others(f)
+    other = next(g for g in (65534, 65532, 12345) if g != os.getegid())
+    os.chown(f, -1, other)
+    assert readable_by_others(f)
+    os.chown(f, -1, os.getegid())
+    f.chmod(0o444)
+    assert readable_by_others(f)
+    f.chmod(0o400)
+    assert not readable_by_others(f)

@@ -35,7 +35,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $own := dict "helm.sh/chart" (include "runner-scaler.chart" .) "app.kubernetes.io/version" .Chart.AppVersion "app.kubernetes.io/managed-by" .Release.Service "app.kubernetes.io/part-of" "runner-scaler" }}
 {{- $own = merge $own (include "runner-scaler.selectorLabels" . | fromYaml) }}
 {{- range $k, $v := .Values.commonLabels }}
-{{- if not (hasKey $own $k) }}{{ $_ := set $own $k (toString $v) }}{{ end }}
+{{- if not (or (hasKey $own $k) (eq $k "app.kubernetes.io/component")) }}{{ $_ := set $own $k (toString $v) }}{{ end }}
 {{- end }}
 {{- toYaml $own }}
 {{- end }}
