@@ -244,3 +244,20 @@ def test_missing_secret_helper_matches_the_chart() -> None:
         "secret.forges.gitea.token": "test-forge-token",
         "secret.forges.gitea.webhookSecret": "test-webhook-secret",
     }
+
+
+def test_dashboard_has_a_panel_for_every_metric_an_alert_pages_on() -> None:
+    """Each metric the alert rules use is drawn by some dashboard panel, and each alert is named in a description."""
+    import re
+
+    dash = json.loads((CHART / "dashboards" / "runner-scaler.json").read_text())
+    drawn = "\n".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    described = "\n".join(p.get("description", "") for p in dash["panels"])
+    rules = [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+    for rule in rules:
+        for metric in set(re.findall(r"runner_scaler_[a-z_]+", rule["expr"])):
+            base = re.sub(r"_(count|bucket|sum)$", "", metric)
+            assert metric in drawn or base in drawn, f"{rule['alert']} uses {metric}, which no panel draws"
+        assert rule["alert"] in described, f"no panel names {rule['alert']}"
+    for metric in ("event_queue_depth", "in_progress_jobs", "inflight_operations", "leader", "unservable_jobs"):
+        assert f"runner_scaler_{metric}" in drawn
