@@ -85,10 +85,13 @@ def _until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class _Proc:
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
+    """A server process on a free loopback port, logging to a file."""
+
+    def __init__(self, argv: Callable[[int], list[str]], log: Path, env: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(argv(self.port), stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -108,14 +111,15 @@ def serve(tmp_path: Path) -> Iterator[str]:
     data["logging"] = {"level": "info", "format": "json"}
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(data))
-    port = _free_port()
     env = dict(os.environ, RS_TEST_SECRET=SECRET)
-    argv = [sys.executable, "-m", "scaler.cli", "serve", "--config", str(cfg), "--port", str(port)]
-    proc = _Proc(argv, tmp_path / "serve.log", env)
-    url = f"http://127.0.0.1:{port}"
+    proc = _Proc(
+        lambda port: [sys.executable, "-m", "scaler.cli", "serve", "--config", str(cfg), "--port", str(port)],
+        tmp_path / "serve.log",
+        env,
+    )
     try:
-        _until(lambda: _get_ok(f"{url}/readyz"), 30, "serve to be ready")
-        yield url
+        _until(lambda: _get_ok(f"{proc.url}/readyz"), 30, "serve to be ready")
+        yield proc.url
     finally:
         proc.stop()
 
@@ -142,18 +146,18 @@ def prometheus(prometheus_bin: str, serve: str, tmp_path: Path) -> Iterator[str]
         "scrape_configs": [{"job_name": "runner-scaler", "static_configs": [{"targets": [serve.split("//")[1]]}]}],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    argv = [
-        prometheus_bin,
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    proc = _Proc(argv, tmp_path / "prometheus.log")
-    url = f"http://127.0.0.1:{port}"
+    proc = _Proc(
+        lambda port: [
+            prometheus_bin,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        tmp_path / "prometheus.log",
+    )
     try:
-        _until(lambda: _get_ok(f"{url}/-/ready"), 60, "prometheus to be ready")
-        yield url
+        _until(lambda: _get_ok(f"{proc.url}/-/ready"), 60, "prometheus to be ready")
+        yield proc.url
     finally:
         proc.stop()
 

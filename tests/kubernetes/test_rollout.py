@@ -215,15 +215,21 @@ async def test_rolling_update_completes_and_every_delivery_is_served(replicas: i
                     await replica.terminate()
 
 
+async def _leader_and_follower(world: World, *, release: bool = True) -> tuple[Replica, Replica]:
+    """replica-a leading (rebuilt), then replica-b started beside it."""
+    a = Replica(world, "replica-a", release=release)
+    await a.started()
+    await _until(lambda: a.scaler.ready, 10)
+    b = Replica(world, "replica-b")
+    await b.started()
+    return a, b
+
+
 async def test_follower_forwards_and_holds_deliveries_through_a_hand_over() -> None:
     """A follower forwards to the leader; when the leader dies holding the Lease, it waits to lead."""
     with FakeKube() as kube:
         world = World(kube)
-        a = Replica(world, "replica-a", release=False)
-        await a.started()
-        await _until(lambda: a.scaler.ready, 10)
-        b = Replica(world, "replica-b")
-        await b.started()
+        a, b = await _leader_and_follower(world, release=False)
         async with httpx.AsyncClient(trust_env=False) as http:
             try:
                 await _until(lambda: b.elector.leader()[1] == a.url, 5)
@@ -260,11 +266,7 @@ async def test_a_forwarded_delivery_is_not_forwarded_again() -> None:
     """A follower that receives an already forwarded delivery answers 503 instead of bouncing it."""
     with FakeKube() as kube:
         world = World(kube)
-        a = Replica(world, "replica-a")
-        await a.started()
-        await _until(lambda: a.elector.is_leader, 5)
-        b = Replica(world, "replica-b")
-        await b.started()
+        a, b = await _leader_and_follower(world)
         async with httpx.AsyncClient(trust_env=False) as http:
             try:
                 _, headers, body = world.forge.queue_job("acme/app", ["ubuntu-latest"])
