@@ -192,3 +192,26 @@ def test_real_prometheus_evaluates_the_rules_against_serve(serve: str, prometheu
     assert held[0]["value"][1] == "1"
     time.sleep(3)  # a few evaluations more: nothing else may fire (one leader, loops fresh, max-0 pool left out)
     assert _firing(prometheus) == {"RunnerScalerUnservableJobs"}, json.dumps(_query(prometheus, "ALERTS"))
+
+
+def test_prometheus_service_script_is_idempotent(promtool: str) -> None:
+    """A second install reuses what .ci/run installed, starts nothing, and exports the same binaries."""
+    script = REPO / ".ci" / "services" / "prometheus.sh"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_SCALER_TEST_")}
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'set -euo pipefail; source "{script}"; prometheus_install; prometheus_install; prometheus_start; '
+            'prometheus_stop; echo "PROMTOOL=$RUNNER_SCALER_TEST_PROMTOOL"; echo "PROM=$RUNNER_SCALER_TEST_PROMETHEUS"',
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("prometheus.sh: using prometheus, version 2.") >= 1
+    out = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    assert os.path.samefile(out["PROMTOOL"], promtool) and os.access(out["PROM"], os.X_OK)
