@@ -126,6 +126,7 @@ RenderFn = Callable[..., Rendered]
 
 # Stand-in credentials for renders whose values give none: the chart refuses
 # to render without them (it never generates one).
+TEST_UI_SECRET = "test-ui-secret"
 TEST_SECRETS = {"token": "test-forge-token", "webhookSecret": "test-webhook-secret", "githubAppPrivateKey": "test-pem"}
 
 
@@ -174,6 +175,10 @@ def missing_secret_sets(
                 out[f"secret.forges.{f['name']}.{key}"] = TEST_SECRETS[key]
     if (v.get("cacheServer") or {}).get("enabled") and not secret.get("cacheServerSecret"):
         out["secret.cacheServerSecret"] = "test-cache-secret"
+    ui = v.get("ui") or {}
+    own_auth = "auth" in ((v.get("config") or {}).get("ui") or {})
+    if ui.get("enabled") and not own_auth and not (ui.get("auth") or {}).get("secret"):
+        out["ui.auth.secret"] = TEST_UI_SECRET
     return out
 
 
