@@ -139,8 +139,10 @@ def test_two_serve_processes_hand_over_and_log_only_json(kube: FakeKube, tmp_pat
         until(lambda: 'runner_scaler_queued_jobs{pool="small"} 1.0' in a.get("/metrics").text, 10)
         follower_metrics = b.get("/metrics").text
         assert "runner_scaler_leader 0.0" in follower_metrics
-        for series in ("queued_jobs", "instances", "loop_last_success_timestamp_seconds"):
-            assert f"runner_scaler_{series}{{" not in follower_metrics, series
+        for series in ("queued_jobs{", "instances{", "unservable_jobs{"):
+            assert f"runner_scaler_{series}" not in follower_metrics, series
+        for loop in ("reconciler", "collector", "resync"):  # the leader's loops (a UI sampler may run anywhere)
+            assert f'runner_scaler_loop_last_success_timestamp_seconds{{loop="{loop}"}}' not in follower_metrics
         assert b.get("/api/v1/pools/small").json()["queued"] == 1  # the leader's answer, through the follower
 
         assert a.stop() in GRACEFUL  # SIGTERM: drains, gives the Lease up
