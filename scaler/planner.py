@@ -165,7 +165,7 @@ class Placement:
         }
         self.creates: list[Create] = []
         self.assigned: list[tuple[tuple[str, int], str]] = []
-        self.held_back: dict[tuple[str, str], int] = {}
+        self.held_back: dict[str, int] = {}  # first candidate pool -> jobs
         self.unservable: dict[str, int] = {}
 
     def _room(self, pool: PoolConfig, t: _PoolTally) -> bool:
@@ -211,20 +211,25 @@ class Placement:
             t.assigned += 1
             self.assigned.append((job.key, pool.name))
             return pool.name
-        self._not_placed(job, candidates)
+        # Inline, not a call: this runs for every job a full pool holds back.
+        if candidates:
+            first = candidates[0].name
+            self.held_back[first] = self.held_back.get(first, 0) + 1
+        else:
+            self.unservable[job.forge] = self.unservable.get(job.forge, 0) + 1
         return None
 
-    def _not_placed(self, job: Job, candidates: tuple[PoolConfig, ...]) -> None:
-        if not candidates:
-            self.unservable[job.forge] = self.unservable.get(job.forge, 0) + 1
-            return
-        first = candidates[0]
-        key = (first.name, self._no_room_reason(first, self.tallies[first.name]))
-        self.held_back[key] = self.held_back.get(key, 0) + 1
-
     def demand(self) -> Demand:
+        """The breakdown so far. Why a pool held jobs back is read once, at
+        the end: each no-room condition only gets truer while placing (live
+        and creates grow, rooms shrink, unavailability is fixed), so the
+        reason at the end is the reason at each job's turn."""
         assigned = {name: t.assigned for name, t in self.tallies.items() if t.assigned}
-        return Demand(assigned, dict(self.held_back), dict(self.unservable))
+        held = {
+            (name, self._no_room_reason(self.index.pools[name], self.tallies[name])): n
+            for name, n in self.held_back.items()
+        }
+        return Demand(assigned, held, dict(self.unservable))
 
     def top_up(self, pool: PoolConfig) -> None:
         """Create up to the pool's ``min_idle`` free instances."""
