@@ -101,6 +101,17 @@ class PlannerMachine(RuleBasedStateMachine):
         )
         for pool in self.config.pools:
             assert demand.held_back_in(pool.name) == held.get(pool.name, 0)
+        # The reason given holds in the state the plan left (its creates are in the store now).
+        live = [i for i in self.store.instances.values() if not (i.state is S.FAILED and not i.provisioned)]
+        for (name, reason), _ in demand.held_back.items():
+            pool = self.index.pools[name]
+            cap = self.config.provider(pool.provider).max_instances
+            in_provider = sum(1 for i in live if i.provider == pool.provider)
+            assert {
+                "max": sum(1 for i in live if i.pool == name) >= pool.max,
+                "provider_cap": cap is not None and in_provider >= cap,
+                "global_cap": len(live) >= self.config.limits.max_instances,
+            }[reason], (name, reason)
             assert demand.queued_in(pool.name) == demand.assigned.get(pool.name, 0) + demand.held_back_in(pool.name)
 
     def _check_every_job_served_or_capped(self, result: Any) -> None:
