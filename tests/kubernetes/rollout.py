@@ -99,3 +99,12 @@ class Deployment:
         ranked = sorted((p for p in self.old if p.ready_since is not None), key=lambda p: -p.ready_since)  # type: ignore[operator]
         await self._remove(ranked[:down])
         return bool(unhealthy) or down > 0
+
+
+def disruptions_allowed(expected: int, healthy: int, max_unavailable: int) -> int:
+    """A PodDisruptionBudget's ``status.disruptionsAllowed`` with ``maxUnavailable``
+    (kubernetes ``pkg/controller/disruption/disruption.go``, getExpectedPodCount and
+    updatePdbStatus: desiredHealthy =
+    expectedCount - maxUnavailable; allowed = currentHealthy - desiredHealthy, at
+    least 0). An eviction (a node drain) goes through only while it is above 0."""
+    return max(0, healthy - max(0, expected - max_unavailable))

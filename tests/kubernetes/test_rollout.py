@@ -28,7 +28,7 @@ from scaler.testing.fake_kube import FakeKube
 from scaler.testing.memory import MemoryInstance
 from scaler.web import create_app
 from tests.conftest import SECRET, base_config
-from tests.kubernetes.rollout import Deployment, Pod
+from tests.kubernetes.rollout import Deployment, Pod, disruptions_allowed
 
 pytestmark = pytest.mark.kubernetes
 
@@ -308,3 +308,10 @@ async def test_the_arithmetic_stalls_when_only_the_leader_is_ready(replicas: int
                 break
             await d.step()
         assert d.complete() is should_finish, (rule, [(p.name, p.ready_since) for p in d.pods])
+
+
+@pytest.mark.parametrize("replicas", [2, 3])
+def test_the_pdb_lets_a_drain_evict_the_leader(replicas: int) -> None:
+    """Every replica Ready: the chart's PDB (maxUnavailable 1) allows one eviction; only the leader Ready: none."""
+    assert disruptions_allowed(replicas, healthy=replicas, max_unavailable=1) == 1
+    assert disruptions_allowed(replicas, healthy=1, max_unavailable=1) == 0
