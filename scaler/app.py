@@ -21,6 +21,7 @@ from scaler.forges import build_forge
 from scaler.forges.base import ForgeAdapter
 from scaler.journal import Journal, attach, new_journal
 from scaler.loops import Heartbeats, Inbox, guarded_loop
+from scaler.planner import HELD_REASONS
 from scaler.plugins import build_providers
 from scaler.provider import Provider
 from scaler.reconciler import Reconciler
@@ -98,6 +99,12 @@ class Scaler:
     def leading(self) -> bool:
         return self.elector is None or self.elector.is_leader
 
+    @property
+    def campaigning(self) -> bool:
+        """Whether this replica takes part in leader election (a follower
+        whose election task ended can never lead, so it is not ready)."""
+        return self.elector is None or (self._elector_task is not None and not self._elector_task.done())
+
     # --- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
@@ -118,8 +125,10 @@ class Scaler:
         )
 
     async def _start_leading(self) -> None:
+        # The state is fresh (made at start, or when the last term ended):
+        # replacing it here would lose a delivery accepted in the instant
+        # between winning the Lease and this callback running.
         metrics.IS_LEADER.set(1)
-        self._fresh_state()
         await self.rebuild()
         timing = self.config.timing
         self._loops = [
@@ -151,6 +160,9 @@ class Scaler:
         await self._cancel_loops()
         await self.reconciler.close()
         await self.collector.close()
+        # Forget the term's state at once: a follower must not show (or
+        # export) what it last saw as leader; the next term rebuilds anyway.
+        self._fresh_state()
 
     async def _cancel_loops(self) -> None:
         for task in self._loops:
@@ -216,7 +228,14 @@ class Scaler:
     # --- read models (API, metrics) -----------------------------------------
 
     def pool_stats(self) -> dict[str, dict[str, Any]]:
-        queued = Counter(pool for _, pool in self.reconciler.last_plan.assigned)
+        """Per pool: ``queued`` is demand (waiting jobs this pool serves,
+        whatever its capacity) = ``assigned`` + ``held_back`` (see
+        :class:`scaler.planner.Demand` for a job that several pools match).
+        Empty on a follower: it holds no state, so nothing it says can be
+        double-counted (``/api/v1/pools`` is forwarded to the leader)."""
+        if not self.leading:
+            return {}
+        demand = self.reconciler.last_plan.demand()
         states: dict[str, Counter[str]] = {p.name: Counter() for p in self.config.pools}
         for inst in self.store.instances.values():
             if inst.pool in states:
@@ -231,7 +250,9 @@ class Scaler:
                 "name": p.name,
                 "forge": p.forge,
                 "provider": p.provider,
-                "queued": queued.get(p.name, 0),
+                "queued": demand.queued_in(p.name),
+                "assigned": demand.assigned.get(p.name, 0),
+                "held_back": demand.held_back_in(p.name),
                 "in_progress": running.get(p.name, 0),
                 "instances": {
                     s.value: states[p.name].get(s.value, 0) for s in InstanceState if s is not InstanceState.DELETED
@@ -242,16 +263,54 @@ class Scaler:
             for p in self.config.pools
         }
 
+    def forge_stats(self) -> dict[str, list[dict[str, Any]]]:
+        """Per forge: ``unservable`` waiting jobs (no pool's labels or
+        allow-list admit them; from deliveries and listings alike) and
+        ``lists_jobs`` (whether the forge can list its queue; None until the
+        first listing). Empty on a follower, like :meth:`pool_stats`."""
+        if not self.leading:
+            return {"forges": []}
+        demand = self.reconciler.last_plan.demand()
+        return {
+            "forges": [
+                {
+                    "name": f.name,
+                    "type": f.type,
+                    "unservable": demand.unservable.get(f.name, 0),
+                    "lists_jobs": self.store.forge_lists_jobs.get(f.name),
+                }
+                for f in self.config.forges
+            ]
+        }
+
     def publish_gauges(self) -> None:
-        """Set the per-pool gauges. Called when ``/metrics`` is scraped, not on
-        every pass: it walks every instance and pool, which a burst of passes
-        cannot afford."""
+        """Set the per-pool and per-forge gauges. Called when ``/metrics`` is
+        scraped, not on every pass: it walks every instance and pool, which a
+        burst of passes cannot afford. A follower clears them instead."""
+        for gauge in _STATE_GAUGES:
+            gauge.clear()
+        if not self.leading:
+            return
+        demand = self.reconciler.last_plan.demand()
         for name, stats in self.pool_stats().items():
             metrics.QUEUED_JOBS.labels(name).set(stats["queued"])
+            metrics.ASSIGNED_JOBS.labels(name).set(stats["assigned"])
+            for reason in HELD_REASONS:
+                metrics.HELD_BACK_JOBS.labels(name, reason).set(demand.held_back.get((name, reason), 0))
             metrics.IN_PROGRESS_JOBS.labels(name).set(stats["in_progress"])
+            metrics.POOL_MAX.labels(name).set(stats["max"])
             for state, n in stats["instances"].items():
                 metrics.INSTANCES.labels(name, state).set(n)
-        assigned = {key for key, _ in self.reconciler.last_plan.assigned}
-        unserved = Counter(j.forge for j in self.store.queued_jobs() if j.key not in assigned)
-        for forge in self.forges:
-            metrics.UNSERVED_JOBS.labels(forge).set(unserved.get(forge, 0))
+        for forge in self.config.forges:
+            metrics.UNSERVABLE_JOBS.labels(forge.name).set(demand.unservable.get(forge.name, 0))
+
+
+_STATE_GAUGES = (
+    metrics.QUEUED_JOBS,
+    metrics.ASSIGNED_JOBS,
+    metrics.HELD_BACK_JOBS,
+    metrics.IN_PROGRESS_JOBS,
+    metrics.POOL_MAX,
+    metrics.INSTANCES,
+    metrics.UNSERVABLE_JOBS,
+)

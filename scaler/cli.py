@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -47,13 +48,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"ERROR   config: {p}", file=sys.stderr)
         return 2
     host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
     try:
-        scaler = Scaler(config, elector=_elector(config))
+        scaler = Scaler(config, elector=_elector(config, port))
         app = create_app(scaler)
     except (ValueError, OSError) as exc:  # e.g. a missing secret file
         print(f"ERROR   {exc}", file=sys.stderr)
         return 2
-    port = args.port if args.port is not None else config.server.port
     for forge in config.forges:
         if forge.insecure_pass_registration_token:
             log.warning(
@@ -84,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _elector(config: Config) -> Any:
+def _elector(config: Config, port: int) -> Any:
     if not config.leader_election.enabled:
         return None
     import importlib
@@ -93,7 +94,18 @@ def _elector(config: Config) -> Any:
     leader = importlib.import_module("scaler.leader")
     le = config.leader_election
     api_client = leader.LeaseElector.api_client_from(kubeconfig=le.kubeconfig, context=le.context)
-    return leader.LeaseElector(le, api_client)
+    return leader.LeaseElector(le, api_client, advertise_url=advertise_url(le.advertise_url, port))
+
+
+def advertise_url(configured: str | None, port: int) -> str | None:
+    """Where followers reach this replica: the configured URL, else the pod's
+    own address (``POD_IP``, from the downward API) on the listening port."""
+    if configured:
+        return configured
+    pod_ip = os.environ.get("POD_IP", "").strip()
+    if not pod_ip:
+        return None
+    return f"http://[{pod_ip}]:{port}" if ":" in pod_ip else f"http://{pod_ip}:{port}"
 
 
 # --- check -----------------------------------------------------------------
@@ -201,12 +213,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def render_status(pools: Sequence[dict[str, Any]]) -> str:
     states = ["pending", "creating", "starting", "idle", "busy", "done", "deleting", "failed"]
-    header = ["POOL", "QUEUED", "RUNNING", *[s.upper() for s in states], "MAX"]
+    # QUEUED is demand (what waits for this pool); HELD the part of it no
+    # instance was planned for, because of max or a cap.
+    header = ["POOL", "QUEUED", "HELD", "RUNNING", *[s.upper() for s in states], "MAX"]
     rows = [header]
     for p in pools:
         inst = p.get("instances", {})
         rows.append(
-            [p["name"], str(p["queued"]), str(p["in_progress"]), *[str(inst.get(s, 0)) for s in states], str(p["max"])]
+            [
+                p["name"],
+                str(p["queued"]),
+                str(p.get("held_back", 0)),
+                str(p["in_progress"]),
+                *[str(inst.get(s, 0)) for s in states],
+                str(p["max"]),
+            ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

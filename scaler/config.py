@@ -291,6 +291,13 @@ class LeaderElection(_Model):
     # Where the Lease lives: in-cluster config by default, else this kubeconfig.
     kubeconfig: Path | None = None
     context: str | None = None
+    # How followers reach this replica while it leads (they forward webhooks
+    # and API reads there). Default: http://$POD_IP:<server.port> when POD_IP
+    # is set (the chart sets it), else nothing is forwarded (503).
+    advertise_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # How long a follower holds a delivery while no leader is reachable (a
+    # hand-over). Keep it under the forge's delivery timeout (Gitea: 5s).
+    forward_timeout: Duration = Field(default=4.0, gt=0)
 
 
 class UIAuth(_Model):

@@ -15,6 +15,10 @@ client-go ``tools/leaderelection``.
   is cancelled.
 * On cancellation a leader gives the Lease up (empty ``holderIdentity``) so a
   successor does not wait out the lease duration.
+* The leader writes the URL followers reach it at (``advertise_url``) into the
+  Lease's ``runner-scaler.io/leader-url`` annotation; :meth:`LeaseElector.leader`
+  is what a follower last observed, for forwarding webhooks and API reads
+  (``scaler/web/forward.py``).
 
 The Kubernetes client is blocking; its calls run in threads, each bounded by
 the time left before the renew deadline.
@@ -45,6 +49,8 @@ LEADER_ELECTION_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 Callback = Callable[[], Awaitable[None]]
+
+LEADER_URL_ANNOTATION = "runner-scaler.io/leader-url"
 
 
 def _micro_time(ts: float) -> str:
@@ -85,6 +91,7 @@ class LeaseElector:
         *,
         clock: Callable[[], float] = time.time,
         release_on_cancel: bool = True,
+        advertise_url: str | None = None,
     ) -> None:
         if not config.renew_deadline < config.lease_duration:
             raise ValueError("leader_election.renew_deadline must be shorter than lease_duration")
@@ -95,6 +102,7 @@ class LeaseElector:
         self._api_client = api_client
         self._clock = clock
         self.release_on_cancel = release_on_cancel
+        self.advertise_url = advertise_url
         self.is_leader = False
         self.transitions = 0  # times this replica became leader
         # The Lease as last read, and when (local clock) its record last changed.
@@ -175,6 +183,31 @@ class LeaseElector:
         spec["acquireTime"] = _micro_time(now) if acquire else prev.get("acquireTime") or _micro_time(now)
         return spec
 
+    def _advertise(self, lease: dict[str, Any]) -> dict[str, Any]:
+        meta = lease.setdefault("metadata", {})
+        annotations = dict(meta.get("annotations") or {})
+        if self.advertise_url:
+            annotations[LEADER_URL_ANNOTATION] = self.advertise_url
+        else:
+            annotations.pop(LEADER_URL_ANNOTATION, None)
+        meta["annotations"] = annotations
+        return lease
+
+    def leader(self) -> tuple[str | None, str | None]:
+        """(holder, its advertised URL) as last observed; (None, None) while
+        the Lease is free or its holder's record has expired."""
+        lease = self._observed
+        if not lease:
+            return None, None
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or None
+        duration = float(spec.get("leaseDurationSeconds") or self.config.lease_duration)
+        if holder is None or self._observed_at + duration <= self._clock():
+            return None, None
+        annotations = (lease.get("metadata") or {}).get("annotations") or {}
+        url = annotations.get(LEADER_URL_ANNOTATION)
+        return holder, url if isinstance(url, str) and url else None
+
     def _observe(self, lease: dict[str, Any], now: float) -> None:
         spec = lease.get("spec") or {}
         record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
@@ -190,12 +223,14 @@ class LeaseElector:
         try:
             lease = await self._call("read_namespaced_lease", cfg.lease_name, cfg.namespace)
         except _NotFound:
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": cfg.lease_name, "namespace": cfg.namespace},
-                "spec": self._spec(now, acquire=True, transitions=0),
-            }
+            body = self._advertise(
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": cfg.lease_name, "namespace": cfg.namespace},
+                    "spec": self._spec(now, acquire=True, transitions=0),
+                }
+            )
             try:
                 created = await self._call("create_namespaced_lease", cfg.namespace, body)
             except _Conflict:
@@ -211,6 +246,7 @@ class LeaseElector:
             return False  # held by someone else, and not expired as we observe it
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)
         lease["spec"] = self._spec(now, acquire=not ours, transitions=transitions)
+        self._advertise(lease)
         try:
             updated = await self._call("replace_namespaced_lease", cfg.lease_name, cfg.namespace, lease)
         except _Conflict:
@@ -227,6 +263,7 @@ class LeaseElector:
             if spec.get("holderIdentity") != self.identity:
                 return
             spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=_micro_time(self._clock()))
+            ((lease.get("metadata") or {}).get("annotations") or {}).pop(LEADER_URL_ANNOTATION, None)
             await self._call("replace_namespaced_lease", cfg.lease_name, cfg.namespace, lease)
 
     # -- the loop ----------------------------------------------------------------------

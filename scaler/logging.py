@@ -60,40 +60,80 @@ def _stringify_exc(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mut
     return event_dict
 
 
+def _logger_name(logger: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # stdlib records carry their logger's name; our own loggers carry theirs
+    # (see _NamedPrintLogger), so every line says where it came from.
+    record = event_dict.get("_record")
+    name = record.name if record is not None else getattr(logger, "name", None)
+    if name:
+        event_dict.setdefault("logger", name)
+    return event_dict
+
+
+class _NamedPrintLogger(structlog.PrintLogger):
+    """structlog's fast PrintLogger, remembering the name it was asked for."""
+
+    def __init__(self, file: Any, name: str | None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedPrintLoggerFactory:
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedPrintLogger:
+        return _NamedPrintLogger(self._file, str(args[0]) if args else None)
+
+
+def _shared_chain() -> list[Any]:
+    """Every line's processors up to rendering, for our loggers and stdlib's alike."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        _logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _stringify_exc,
+        redact,
+    ]
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: Any = None, *, cache: bool = False) -> None:
-    """Set up structlog and stdlib logging. ``cache`` binds each logger once
-    (about 15 µs saved per call on a hot path); only for a process that never
-    reconfigures, so the CLI sets it and tests do not."""
+    """Set up structlog and stdlib logging as one pipeline: our loggers,
+    uvicorn's, libraries' and Python warnings all go through the same
+    processors (so the same redaction) and the same renderer (JSON lines with
+    ``json``). ``cache`` binds each logger once (about 15 µs saved per call on
+    a hot path); only for a process that never reconfigures, so the CLI sets
+    it and tests do not."""
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    numeric = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            _stringify_exc,
-            redact,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        processors=[*_shared_chain(), renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=_NamedPrintLoggerFactory(stream),
         cache_logger_on_first_use=cache,
     )
-    # uvicorn and libraries log through stdlib logging: route it through the
-    # same redaction.
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_shared_chain(),
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.getLevelName(level.upper()))
-    # httpx logs every request at INFO: a line per forge call (thousands a
-    # minute under load, each scrubbed) that runner_scaler_forge_requests_total
-    # already counts. Its warnings still come through.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
-
-
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return str(_scrub(super().format(record)))
+    root.setLevel(numeric)
+    # uvicorn's own loggers keep no handlers of their own (serve passes
+    # log_config=None) and propagate here; make sure of it.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "scaler.leader"):
+        named = logging.getLogger(name)
+        named.handlers[:] = []
+        named.propagate = True
+    # httpx logs every request at info; that is debug detail for us (the
+    # forge client counts requests in metrics).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING) if numeric > logging.DEBUG else numeric)
+    logging.captureWarnings(True)

@@ -31,6 +31,7 @@ class Heartbeats:
 
     def register(self, name: str, interval: float) -> None:
         self._beats[name] = (interval, self.clock.now())
+        metrics.LOOP_INTERVAL.labels(name).set(interval)
 
     def beat(self, name: str) -> None:
         interval, _ = self._beats.get(name, (0.0, 0.0))
@@ -39,7 +40,12 @@ class Heartbeats:
         metrics.LOOP_LAST_SUCCESS.labels(name).set(now)
 
     def unregister(self, name: str) -> None:
+        """A loop that stopped (this replica no longer leads) exports nothing,
+        so a stale-loop alert never fires on a follower."""
         self._beats.pop(name, None)
+        for gauge in (metrics.LOOP_LAST_SUCCESS, metrics.LOOP_INTERVAL):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
 
     def stale(self) -> dict[str, float]:
         """Loops whose last pass is older than 3 intervals: name -> age."""

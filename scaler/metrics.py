@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-QUEUED_JOBS = Gauge("runner_scaler_queued_jobs", "Queued jobs assigned to a pool (KEDA reads this)", ["pool"])
-UNSERVED_JOBS = Gauge(
-    "runner_scaler_unserved_jobs", "Queued jobs that no pool may serve (labels or allow-list)", ["forge"]
+# Per-pool and per-forge state gauges are exported by the leader only: a
+# follower holds no state, so sum() across replicas is the truth.
+QUEUED_JOBS = Gauge(
+    "runner_scaler_queued_jobs",
+    "Jobs waiting that this pool serves, whatever its capacity (= assigned + held back; KEDA reads this)",
+    ["pool"],
 )
+ASSIGNED_JOBS = Gauge("runner_scaler_assigned_jobs", "Waiting jobs the planner gave this pool", ["pool"])
+HELD_BACK_JOBS = Gauge(
+    "runner_scaler_held_back_jobs",
+    "Waiting jobs no instance was planned for, by why (max, global_cap, provider_cap, provider_unavailable)",
+    ["pool", "reason"],
+)
+UNSERVABLE_JOBS = Gauge(
+    "runner_scaler_unservable_jobs", "Waiting jobs no pool can ever serve (labels or allow-list)", ["forge"]
+)
+POOL_MAX = Gauge("runner_scaler_pool_max_instances", "The pool's configured max", ["pool"])
 IN_PROGRESS_JOBS = Gauge("runner_scaler_in_progress_jobs", "Jobs running on this pool's runners", ["pool"])
 INSTANCES = Gauge("runner_scaler_instances", "Instances by pool and state", ["pool", "state"])
 WEBHOOKS = Counter("runner_scaler_webhooks_total", "Webhook deliveries by result", ["forge", "event", "result"])
@@ -37,6 +50,7 @@ RECONCILE = Histogram(
 LOOP_LAST_SUCCESS = Gauge(
     "runner_scaler_loop_last_success_timestamp_seconds", "When each loop last finished a pass", ["loop"]
 )
+LOOP_INTERVAL = Gauge("runner_scaler_loop_interval_seconds", "Each running loop's configured interval", ["loop"])
 LOOP_ERRORS = Counter("runner_scaler_loop_errors_total", "Exceptions caught in a loop pass", ["loop"])
 EVENTS_DROPPED = Counter("runner_scaler_events_dropped_total", "Events refused because the queue was full")
 EVENT_QUEUE = Gauge("runner_scaler_event_queue_depth", "Events waiting for the reconciler")

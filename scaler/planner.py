@@ -1,11 +1,14 @@
 """The planner: a pure function from a snapshot to actions.
 
 Demand per pool = queued jobs assigned to it + ``min_idle``; supply = its
-instances not yet busy. Each queued job is assigned to exactly one pool: the
-highest-priority matching pool that has a free instance or room to create
-one, falling back to lower-priority pools when a pool is at a cap or its
-provider is unavailable. Creates are bounded by the pool's ``max``, the global
-cap and each provider's cap. No I/O, no clock: ``now`` is in the snapshot.
+instances not yet busy. Beside the actions a plan says how the queue broke
+down (:class:`Demand`: assigned, held back by ``max`` or a cap, unservable),
+counted while placing, so it costs a dict increment per unplaced job.
+Each queued job is assigned to exactly one pool: the highest-priority
+matching pool that has a free instance or room to create one, falling back
+to lower-priority pools when a pool is at a cap or its provider is
+unavailable. Creates are bounded by the pool's ``max``, the global cap and
+each provider's cap. No I/O, no clock: ``now`` is in the snapshot.
 """
 
 from __future__ import annotations
@@ -54,6 +57,37 @@ class Plan:
     assigned: tuple[tuple[tuple[str, int], str], ...] = ()
     # The state the plan ended in, for :func:`place_new`; not part of its value.
     placement: Placement | None = field(default=None, compare=False, repr=False)
+
+    def demand(self) -> Demand:
+        """What the queue asked of each pool, as this plan saw it."""
+        return self.placement.demand() if self.placement is not None else Demand({}, {}, {})
+
+
+# Why a waiting job got no instance, for its highest-priority candidate pool.
+HELD_REASONS = ("max", "global_cap", "provider_cap", "provider_unavailable")
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """The queue's breakdown (the metrics and ``/api/v1/pools`` read it).
+
+    Each waiting job is counted once: in the pool it was assigned to, or, when
+    no matching pool had supply or room, as held back in the first of its
+    candidates (the highest-priority pool, where it would go first) with that
+    pool's reason. So a pool's demand (``queued``) is ``assigned`` plus its
+    held-back jobs, and the pools' demands add up to the waiting jobs some pool
+    can serve. Jobs no pool can ever serve (labels, allow-list) are counted per
+    forge in ``unservable``."""
+
+    assigned: dict[str, int]  # pool -> jobs given to it
+    held_back: dict[tuple[str, str], int]  # (pool, reason) -> jobs
+    unservable: dict[str, int]  # forge -> jobs
+
+    def held_back_in(self, pool: str) -> int:
+        return sum(self.held_back.get((pool, r), 0) for r in HELD_REASONS)
+
+    def queued_in(self, pool: str) -> int:
+        return self.assigned.get(pool, 0) + self.held_back_in(pool)
 
 
 class PoolIndex:
@@ -131,6 +165,8 @@ class Placement:
         }
         self.creates: list[Create] = []
         self.assigned: list[tuple[tuple[str, int], str]] = []
+        self.held_back: dict[str, int] = {}  # first candidate pool -> jobs
+        self.unservable: dict[str, int] = {}
 
     def _room(self, pool: PoolConfig, t: _PoolTally) -> bool:
         return (
@@ -140,6 +176,15 @@ class Placement:
             and self.provider_room.get(pool.provider, 0) > 0
         )
 
+    def _no_room_reason(self, pool: PoolConfig, t: _PoolTally) -> str:
+        if pool.provider in self.unavailable:
+            return "provider_unavailable"
+        if t.live + t.creates >= pool.max:
+            return "max"
+        if self.provider_room.get(pool.provider, 0) <= 0:
+            return "provider_cap"
+        return "global_cap"
+
     def _create(self, pool: PoolConfig, t: _PoolTally, job: Job | None) -> None:
         t.creates += 1
         self.global_room -= 1
@@ -148,7 +193,8 @@ class Placement:
 
     def place(self, job: Job) -> str | None:
         """Give the job to the first candidate pool with supply or room."""
-        for pool in self.index.candidates(job):
+        candidates = self.index.candidates(job)
+        for pool in candidates:
             t = self.tallies[pool.name]
             if t.took_bound.get(job.id):
                 t.took_bound[job.id] -= 1
@@ -165,7 +211,25 @@ class Placement:
             t.assigned += 1
             self.assigned.append((job.key, pool.name))
             return pool.name
+        # Inline, not a call: this runs for every job a full pool holds back.
+        if candidates:
+            first = candidates[0].name
+            self.held_back[first] = self.held_back.get(first, 0) + 1
+        else:
+            self.unservable[job.forge] = self.unservable.get(job.forge, 0) + 1
         return None
+
+    def demand(self) -> Demand:
+        """The breakdown so far. Why a pool held jobs back is read once, at
+        the end: each no-room condition only gets truer while placing (live
+        and creates grow, rooms shrink, unavailability is fixed), so the
+        reason at the end is the reason at each job's turn."""
+        assigned = {name: t.assigned for name, t in self.tallies.items() if t.assigned}
+        held = {
+            (name, self._no_room_reason(self.index.pools[name], self.tallies[name])): n
+            for name, n in self.held_back.items()
+        }
+        return Demand(assigned, held, dict(self.unservable))
 
     def top_up(self, pool: PoolConfig) -> None:
         """Create up to the pool's ``min_idle`` free instances."""

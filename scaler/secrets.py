@@ -119,8 +119,14 @@ def read_secret_env(name: str) -> Secret:
 
 
 def readable_by_others(path: str | Path) -> bool:
-    """Whether group or others may read the file (``check`` warns)."""
+    """Whether anyone but this process's own user and group may read the file
+    (``check`` warns). Group-read is fine when the group is our own: that is
+    how Kubernetes mounts a Secret with ``fsGroup`` (root:fsGroup, at least
+    0440), and nobody else is in the container's group."""
     try:
-        return bool(Path(path).stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
+        st = Path(path).stat()
     except OSError:
         return False
+    if st.st_mode & stat.S_IROTH:
+        return True
+    return bool(st.st_mode & stat.S_IRGRP) and st.st_gid != os.getegid()

@@ -1,4 +1,4 @@
-"""Read-only JSON API: pools (what KEDA's metrics-api scaler reads) and instances."""
+"""Read-only JSON API: pools (what KEDA's metrics-api scaler reads), forges and instances."""
 
 from __future__ import annotations
 
@@ -9,6 +9,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from scaler.app import Scaler
+from scaler.web.forward import FORWARDED_BY, Forwarder
+
+
+async def _from_leader(request: Request) -> Response | None:
+    """On a follower, the leader's answer (a follower holds no state); None
+    on the leader. So KEDA's metrics-api scaler and ``status`` may use the
+    Service, whichever replica answers."""
+    scaler: Scaler = request.app.state.scaler
+    if scaler.leading:
+        return None
+    if FORWARDED_BY in request.headers:
+        return JSONResponse({"error": "this replica is not the leader"}, status_code=503)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    forwarder: Forwarder = request.app.state.forwarder
+    return await forwarder.forward("GET", request.url.path, headers, b"", query=request.url.query)
 
 
 class _JSON(JSONResponse):
@@ -19,11 +34,15 @@ class _JSON(JSONResponse):
 
 
 async def pools(request: Request) -> Response:
+    if (answer := await _from_leader(request)) is not None:
+        return answer
     scaler: Scaler = request.app.state.scaler
     return _JSON({"pools": list(scaler.pool_stats().values())})
 
 
 async def pool(request: Request) -> Response:
+    if (answer := await _from_leader(request)) is not None:
+        return answer
     scaler: Scaler = request.app.state.scaler
     name = request.path_params["name"]
     stats = scaler.pool_stats().get(name)
@@ -32,7 +51,16 @@ async def pool(request: Request) -> Response:
     return JSONResponse(stats)
 
 
+async def forges(request: Request) -> Response:
+    if (answer := await _from_leader(request)) is not None:
+        return answer
+    scaler: Scaler = request.app.state.scaler
+    return JSONResponse(scaler.forge_stats())
+
+
 async def instances(request: Request) -> Response:
+    if (answer := await _from_leader(request)) is not None:
+        return answer
     scaler: Scaler = request.app.state.scaler
     items = [
         {

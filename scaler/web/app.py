@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute, Route
 
 from scaler.app import Scaler
 from scaler.web import api, health, webhooks
+from scaler.web.forward import Forwarder
 
 
 def create_app(scaler: Scaler) -> Starlette:
@@ -30,6 +31,7 @@ def create_app(scaler: Scaler) -> Starlette:
             if ui is not None:
                 await ui.stop()
             await scaler.stop()
+            await forwarder.aclose()
 
     routes: list[BaseRoute] = [
         Route("/webhooks/{forge}", webhooks.receive, methods=["POST"]),
@@ -38,10 +40,13 @@ def create_app(scaler: Scaler) -> Starlette:
         Route("/metrics", health.prometheus),
         Route("/api/v1/pools", api.pools),
         Route("/api/v1/pools/{name}", api.pool),
+        Route("/api/v1/forges", api.forges),
         Route("/api/v1/instances", api.instances),
     ]
     if ui is not None:
         routes.append(ui.mount())
     app = Starlette(routes=routes, lifespan=lifespan)
+    forwarder = Forwarder(scaler)
     app.state.scaler = scaler
+    app.state.forwarder = forwarder
     return app

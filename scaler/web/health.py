@@ -1,4 +1,4 @@
-"""``/healthz`` (every loop alive), ``/readyz`` (rebuilt and leading), ``/metrics``."""
+"""``/healthz`` (every loop alive), ``/readyz`` (leader rebuilt, or follower electing), ``/metrics``."""
 
 from __future__ import annotations
 
@@ -18,12 +18,17 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Every healthy replica is ready, so a rolling update and a PDB count it:
+    the leader once its start-up rebuild is done, a follower while it takes
+    part in the election (it forwards what it receives to the leader)."""
     scaler: Scaler = request.app.state.scaler
-    if not scaler.leading:
-        return JSONResponse({"status": "standby", "reason": "not the leader"}, 503)
-    if not scaler.ready:
-        return JSONResponse({"status": "starting", "reason": "state not rebuilt yet"}, 503)
-    return JSONResponse({"status": "ready"})
+    if scaler.leading:
+        if not scaler.ready:
+            return JSONResponse({"status": "starting", "reason": "state not rebuilt yet"}, 503)
+        return JSONResponse({"status": "ready", "role": "leader"})
+    if not scaler.campaigning:
+        return JSONResponse({"status": "stopped", "reason": "leader election is not running"}, 503)
+    return JSONResponse({"status": "ready", "role": "follower"})
 
 
 async def prometheus(request: Request) -> Response:

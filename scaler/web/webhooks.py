@@ -3,7 +3,8 @@
 Handlers never call a provider or the forge; they only hand an event to the
 reconciler (DESIGN, "One writer"). Status codes: 202 accepted, 200 ignored or
 duplicate, 400 malformed, 401 bad signature, 404 unknown forge, 413 too large,
-415 not JSON, 503 queue full or not the leader (the forge retries).
+415 not JSON, 503 queue full or no leader reachable. A follower verifies the
+signature and forwards the delivery to the leader (``forward.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from scaler.app import Scaler
 from scaler.errors import WebhookError
 from scaler.events import JobReported
 from scaler.forges.base import Delivery
+from scaler.web.forward import FORWARDED_BY, Forwarder, not_leader
 
 log = structlog.get_logger("scaler.webhooks")
 
@@ -54,9 +56,6 @@ async def receive(request: Request) -> Response:
     if forge is None:
         log.info("webhook for unknown forge", forge=name)
         return _reply("unknown", "unknown", "unknown_forge", 404, error=f"no forge named {name!r}")
-    if not scaler.leading:
-        log.info("webhook refused: not the leader", forge=name)
-        return _reply(name, "unknown", "not_leader", 503, error="this replica is not the leader")
     try:
         body = await _read_body(request, scaler.config.server.max_body_bytes)
     except _TooLarge:
@@ -68,19 +67,43 @@ async def receive(request: Request) -> Response:
         return resp
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
-        forge.verify(headers, body)
+        forge.verify(headers, body)  # before forwarding: a follower passes on only signed deliveries
+    except WebhookError as exc:
+        return _refused(name, exc)
+    if not scaler.leading:
+        forwarded = await _forward(request, name, headers, body)
+        if forwarded is not None:
+            return forwarded
+    try:
         if not _is_json(headers.get("content-type", "")):
             log.warning("webhook refused", forge=name, status=415, reason="content type is not JSON")
             return _reply(name, "unknown", "unsupported_media_type", 415, error="content type must be application/json")
         delivery = forge.parse(headers, body)
     except WebhookError as exc:
-        result = "bad_signature" if exc.status == 401 else "malformed"
-        log.warning("webhook refused", forge=name, status=exc.status, reason=str(exc))
-        return _reply(name, "unknown", result, exc.status, error=str(exc))
+        return _refused(name, exc)
     except (ValueError, RecursionError, UnicodeError) as exc:
         log.warning("webhook refused", forge=name, status=400, reason=type(exc).__name__)
         return _reply(name, "unknown", "malformed", 400, error=f"malformed body ({type(exc).__name__})")
     return _accept(scaler, name, delivery)
+
+
+def _refused(name: str, exc: WebhookError) -> Response:
+    result = "bad_signature" if exc.status == 401 else "malformed"
+    log.warning("webhook refused", forge=name, status=exc.status, reason=str(exc))
+    return _reply(name, "unknown", result, exc.status, error=str(exc))
+
+
+async def _forward(request: Request, name: str, headers: dict[str, str], body: bytes) -> Response | None:
+    """A follower's part: the leader's answer, or None when it leads now."""
+    if FORWARDED_BY in headers:  # the sender thinks we lead; we do not
+        log.info("forwarded webhook refused: not the leader", forge=name, sender=headers[FORWARDED_BY])
+        return not_leader(name)
+    forwarder: Forwarder = request.app.state.forwarder
+    answer = await forwarder.forward("POST", request.url.path, headers, body)
+    if answer is not None:
+        metrics.WEBHOOKS.labels(name, "unknown", "forwarded").inc()
+        log.debug("webhook forwarded to the leader", forge=name, status=answer.status_code)
+    return answer
 
 
 def _accept(scaler: Scaler, name: str, delivery: object) -> Response:
@@ -98,6 +121,10 @@ def _accept(scaler: Scaler, name: str, delivery: object) -> Response:
     if job.runner_name not in scaler.store.instances and not scaler.reconciler.index.candidates(job):
         log.info("webhook for a job no pool serves", forge=name, job=job.id, repository=job.repository)
         _journal(scaler, delivery, "not_served")
+        # Still recorded (best effort), so the job is counted as unservable
+        # until it ends, exactly as one seen in a queue listing is.
+        if scaler.inbox.offer(JobReported(job, scaler.clock.now(), delivery.delivery_id)) and dedupe_key:
+            scaler.deliveries.add(dedupe_key)
         return _reply(name, event, "not_served", 200, reason="no pool serves this repository and labels")
     if not scaler.inbox.offer(JobReported(job, scaler.clock.now(), delivery.delivery_id)):
         log.warning("event queue full, delivery refused", forge=name, job=job.id)

@@ -124,6 +124,63 @@ def values_file(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Mapping[s
 
 RenderFn = Callable[..., Rendered]
 
+# Stand-in credentials for renders whose values give none: the chart refuses
+# to render without them (it never generates one).
+TEST_UI_SECRET = "test-ui-secret"
+TEST_SECRETS = {"token": "test-forge-token", "webhookSecret": "test-webhook-secret", "githubAppPrivateKey": "test-pem"}
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _effective_values(files: Iterable[Path | str], values: Mapping[str, Any] | None, sets: Mapping[str, Any] | None):  # type: ignore[no-untyped-def]
+    merged: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    for f in files:
+        merged = _merge(merged, yaml.safe_load(Path(f).read_text()) or {})
+    merged = _merge(merged, dict(values or {}))
+    for key, value in (sets or {}).items():
+        node = merged
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return merged
+
+
+def missing_secret_sets(
+    files: Iterable[Path | str] = (), values: Mapping[str, Any] | None = None, sets: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """``--set`` values for every credential the chart would require and the values do not give."""
+    v = _effective_values(files, values, sets)
+    secret = v.get("secret") or {}
+    if secret.get("existingSecret") or not secret.get("create", True):
+        return {}
+    given = secret.get("forges") or {}
+    out: dict[str, str] = {}
+    for f in (v.get("config") or {}).get("forges") or []:
+        have = given.get(f["name"]) or {}
+        needs = []
+        if not ({"token_file", "token_env", "github_app"} & f.keys()) and f.get("type") != "fake":
+            needs.append("token")
+        if not ({"webhook_secret_files", "webhook_secret_envs"} & f.keys()):
+            needs.append("webhookSecret")
+        if isinstance(f.get("github_app"), dict) and "private_key_file" not in f["github_app"]:
+            needs.append("githubAppPrivateKey")
+        for key in needs:
+            if not have.get(key):
+                out[f"secret.forges.{f['name']}.{key}"] = TEST_SECRETS[key]
+    if (v.get("cacheServer") or {}).get("enabled") and not secret.get("cacheServerSecret"):
+        out["secret.cacheServerSecret"] = "test-cache-secret"
+    ui = v.get("ui") or {}
+    own_auth = "auth" in ((v.get("config") or {}).get("ui") or {})
+    if ui.get("enabled") and not own_auth and not (ui.get("auth") or {}).get("secret"):
+        out["ui.auth.secret"] = TEST_UI_SECRET
+    return out
+
 
 @pytest.fixture(scope="session")
 def render(helm: HelmRun, values_file: Callable[[Mapping[str, Any]], Path]) -> RenderFn:
@@ -134,13 +191,17 @@ def render(helm: HelmRun, values_file: Callable[[Mapping[str, Any]], Path]) -> R
         values: Mapping[str, Any] | None = None,
         sets: Mapping[str, Any] | None = None,
         extra: Iterable[str] = (),
+        secrets: bool = True,
     ) -> Rendered:
+        """``secrets``: fill in stand-ins for credentials the values leave out."""
         args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
         for f in files:
             args += ["-f", str(f)]
         if values:
             args += ["-f", str(values_file(values))]
         args += _set_args(sets)
+        if secrets:
+            args += _set_args(missing_secret_sets(files, values, sets))
         args += list(extra)
         proc = helm(*args, check=True)
         docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
@@ -153,11 +214,15 @@ def render(helm: HelmRun, values_file: Callable[[Mapping[str, Any]], Path]) -> R
 def render_error(helm: HelmRun, values_file: Callable[[Mapping[str, Any]], Path]) -> Callable[..., str]:
     """Render the chart expecting failure; return helm's error output."""
 
-    def _fail(values: Mapping[str, Any] | None = None, sets: Mapping[str, Any] | None = None) -> str:
+    def _fail(
+        values: Mapping[str, Any] | None = None, sets: Mapping[str, Any] | None = None, *, secrets: bool = True
+    ) -> str:
         args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
         if values:
             args += ["-f", str(values_file(values))]
         args += _set_args(sets)
+        if secrets:
+            args += _set_args(missing_secret_sets((), values, sets))
         proc = helm(*args)
         assert proc.returncode != 0, f"helm template accepted values it must reject: {values or sets}"
         return proc.stderr

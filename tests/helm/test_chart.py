@@ -119,12 +119,21 @@ def _check_offline(config: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_lint_strict_default_values(helm: Any) -> None:
-    helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, check=True)
+    """The defaults lint clean once the forge's credentials are given (the chart never makes them up)."""
+    creds = ["--set-string", "secret.forges.gitea.token=t", "--set-string", "secret.forges.gitea.webhookSecret=w"]
+    helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *creds, check=True)
 
 
 @pytest.mark.parametrize("values", example_values_files(), ids=lambda p: p.parent.name)
 def test_lint_strict_example_values(helm: Any, values: Path) -> None:
     helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, "-f", str(values), check=True)
+
+
+def test_defaults_alone_are_refused_naming_the_credential(helm: Any) -> None:
+    """Without a token or webhook secret helm install fails, naming the value to set and the existingSecret way."""
+    proc = helm("install", "rs", str(CHART), "--dry-run=client", "--namespace", NAMESPACE)
+    assert proc.returncode != 0
+    assert "secret.forges.gitea.token: required" in proc.stderr and "secret.existingSecret" in proc.stderr
 
 
 def test_lint_strict_all_features(helm: Any, values_file: Any) -> None:
@@ -391,12 +400,17 @@ def test_secret_files_are_wired_into_the_config(render: Any) -> None:
     assert "abc123-token" not in r.one("ConfigMap", FULLNAME)["data"]["config.yaml"]
 
 
-def test_webhook_secret_is_generated_when_not_given(render: Any) -> None:
-    secret = render().one("Secret", FULLNAME)
+def test_webhook_secret_is_never_generated_so_renders_are_stable(render: Any, render_error: Any) -> None:
+    """No webhook secret given: the render fails naming it; given: every render yields the same Secret."""
+    err = render_error(sets={"secret.forges.gitea.token": "t"}, secrets=False)
+    assert "secret.forges.gitea.webhookSecret: required" in err and "openssl rand" in err
+    first, second = (render(sets={"secret.forges.gitea.webhookSecret": "stable-hook"}) for _ in range(2))
+    assert first.one("Secret", FULLNAME) == second.one("Secret", FULLNAME)
     import base64
 
-    assert len(base64.b64decode(secret["data"]["gitea.webhook-secret"])) == 40
-    assert "gitea.token" not in secret["data"]  # none given: NOTES warns
+    assert base64.b64decode(first.one("Secret", FULLNAME)["data"]["gitea.webhook-secret"]) == b"stable-hook"
+    ann = first.one("Deployment", FULLNAME)["spec"]["template"]["metadata"]["annotations"]
+    assert ann == second.one("Deployment", FULLNAME)["spec"]["template"]["metadata"]["annotations"]
 
 
 def test_github_app_key_is_wired(render: Any, tmp_path: Path) -> None:
@@ -671,6 +685,28 @@ def test_schema_config_mirrors_the_scaler_config_model() -> None:
         if model is c.GitHubApp:
             required.discard("private_key_file")  # the chart fills it in (secret.forges.NAME.githubAppPrivateKey)
         assert set(node.get("required", [])) == required, model.__name__
+        for name, f in model.model_fields.items():
+            _field_matches(model.__name__, name, f, node["properties"][name])
+
+
+def _field_matches(model: str, name: str, field: Any, node: dict[str, Any]) -> None:
+    """A field's choices are the model's (Literal -> enum); its bounds at least as strict (ge/le)."""
+    import typing
+
+    import annotated_types
+
+    where = f"{model}.{name}"
+    if typing.get_origin(field.annotation) is typing.Literal:
+        assert set(node.get("enum", [])) == set(typing.get_args(field.annotation)), where
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.Ge) and "minimum" in node:
+            assert node["minimum"] >= meta.ge, where
+        if isinstance(meta, annotated_types.Le) and "maximum" in node:
+            assert node["maximum"] <= meta.le, where
+    if field.annotation is bool:
+        assert node.get("type") == "boolean", where
+    if field.annotation is int:
+        assert node.get("type") == "integer", where
 
 
 # --- what an operator applies --------------------------------------------------------------------
@@ -741,11 +777,8 @@ def test_notes_tell_the_webhook_url_secret_and_check(helm: Any) -> None:
     assert "ci-runners" in notes
 
 
-def test_notes_warn_about_a_missing_token(helm: Any) -> None:
-    proc = helm("install", "rs", str(CHART), "--dry-run=client", "--namespace", NAMESPACE, check=True)
-    notes = proc.stdout.split("NOTES:", 1)[1]
-    assert "WARNING: no API token for forge gitea" in notes
-    assert "http://rs-runner-scaler.runner-scaler.svc:8080/webhooks/gitea" in notes
+def test_notes_tell_the_in_cluster_url(helm: Any) -> None:
+    """With the credentials given, NOTES name the in-cluster webhook URL and the API reads."""
     proc = helm(
         "install",
         "rs",
@@ -755,6 +788,10 @@ def test_notes_warn_about_a_missing_token(helm: Any) -> None:
         NAMESPACE,
         "--set-string",
         "secret.forges.gitea.token=abc",
+        "--set-string",
+        "secret.forges.gitea.webhookSecret=def",
         check=True,
     )
-    assert "WARNING" not in proc.stdout.split("NOTES:", 1)[1]
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "http://rs-runner-scaler.runner-scaler.svc:8080/webhooks/gitea" in notes
+    assert "/api/v1/forges" in notes and "WARNING" not in notes

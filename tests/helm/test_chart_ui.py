@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CHART
+from .conftest import CHART, TEST_UI_SECRET, missing_secret_sets
 from .test_chart import ALL_FEATURES, FULLNAME, SECRETS_DIR, _check_offline
 
 pytestmark = pytest.mark.helm
@@ -49,7 +49,7 @@ def test_ui_left_off_serves_loopback_only(render: Any) -> None:
 
 
 def test_ui_enabled_with_basic_auth_through_service_and_ingress(render: Any, tmp_path: Path) -> None:
-    """ui.enabled serves /ui to every client with the generated password; the Ingress routes /ui to the Service."""
+    """ui.enabled serves /ui to every client with the given password; the Ingress routes /ui to the Service."""
     r = render(values=UI)
     cfg = r.config()
     assert cfg["ui"] == {
@@ -57,7 +57,7 @@ def test_ui_enabled_with_basic_auth_through_service_and_ingress(render: Any, tmp
         "auth": {"type": "basic", "username": "operator", "password_file": f"{SECRETS_DIR}/ui.secret"},
     }
     password = _secret(r, "ui.secret")
-    assert password is not None and len(password) == 40
+    assert password == TEST_UI_SECRET
     assert _paths(r) == ["/webhooks", "/ui"]
     (ui_path,) = [p for p in r.one("Ingress", FULLNAME)["spec"]["rules"][0]["http"]["paths"] if p["path"] == "/ui"]
     assert ui_path["backend"]["service"] == {"name": FULLNAME, "port": {"name": "http"}}
@@ -87,9 +87,23 @@ def test_operator_ui_auth_is_kept(render: Any) -> None:
     assert _secret(r, "ui.secret") is None
 
 
+def test_ui_password_is_never_generated(render_error: Any) -> None:
+    """ui.enabled without ui.auth.secret fails the render, like every credential the chart would otherwise invent."""
+    err = render_error(values={"ui": {"enabled": True}}, secrets=False, sets=missing_secret_sets())
+    assert "ui.auth.secret: required" in err
+
+
 def test_ui_needs_the_secret(render_error: Any) -> None:
     """ui.enabled without any Secret to hold the credentials is refused, saying why."""
-    err = render_error(values={"ui": {"enabled": True}, "secret": {"create": False}})
+    forge = {
+        "name": "gitea",
+        "type": "gitea",
+        "url": "https://gitea.example.com",
+        "scope": {"kind": "organization", "name": "x"},
+        "token_env": "T",
+        "webhook_secret_envs": ["W"],
+    }
+    err = render_error(values={"ui": {"enabled": True}, "secret": {"create": False}, "config": {"forges": [forge]}})
     assert "ui.enabled needs the Secret" in err
 
 

@@ -26,7 +26,8 @@ CONFIG_EXAMPLES = [EXAMPLES / "forgejo-docker" / "config.yaml", EXAMPLES / "gith
 UNIT = EXAMPLES / "forgejo-docker" / "runner-scaler.service"
 NIX = EXAMPLES / "nixos" / "module.nix"
 DASHBOARD = CHART / "dashboards" / "runner-scaler.json"
-KEDA = sorted((EXAMPLES / "keda").glob("*.yaml"))
+KEDA = sorted((EXAMPLES / "keda").glob("scaledobject-*.yaml"))
+KEDA_VALUES = EXAMPLES / "keda" / "values.yaml"
 
 HARDENING = {
     "DynamicUser": "yes",
@@ -207,8 +208,10 @@ def test_nixos_module_has_the_same_hardening() -> None:
 
 def test_keda_examples(render: Any) -> None:
     assert {p.name for p in KEDA} == {"scaledobject-prometheus.yaml", "scaledobject-metrics-api.yaml"}
-    gitea = render(EXAMPLES / "gitea-kubernetes" / "values.yaml", extra=[])
-    pools = {p["name"] for p in gitea.config()["pools"]}
+    keda_values = render(KEDA_VALUES)
+    # The pool set-up the examples are for: a pool at max 0, whose demand KEDA serves.
+    pools = {p["name"] for p in keda_values.config()["pools"] if p.get("max") == 0}
+    assert pools == {"long-lived"}
     seen = set()
     for path in KEDA:
         assert "Assumes:" in path.read_text()
@@ -232,6 +235,22 @@ def test_keda_examples(render: Any) -> None:
             if key in meta:
                 assert isinstance(meta[key], str), f"KEDA wants {key} as a string"
     assert seen == {"prometheus", "metrics-api"}
+
+
+def test_the_chart_renders_the_keda_example(render: Any) -> None:
+    """examples/keda/values.yaml renders the same metrics-api ScaledObject as the hand-written example."""
+    (rendered,) = render(KEDA_VALUES).of_kind("ScaledObject")
+    by_hand = yaml.safe_load((EXAMPLES / "keda" / "scaledobject-metrics-api.yaml").read_text())
+    assert not strict_check(rendered)
+    assert rendered["metadata"]["namespace"] == by_hand["metadata"]["namespace"] == "ci-runners"
+    assert rendered["spec"]["scaleTargetRef"] == {"kind": "Deployment", "name": "gitea-runner"}
+    (got,), (want,) = rendered["spec"]["triggers"], by_hand["spec"]["triggers"]
+    assert got["type"] == want["type"] == "metrics-api"
+    # The example assumes the release "runner-scaler" in "runner-scaler"; rendered here as rs in runner-scaler.
+    release_url = want["metadata"]["url"].replace("runner-scaler.runner-scaler", "rs-runner-scaler.runner-scaler")
+    assert got["metadata"]["url"] == release_url
+    for key in ("format", "valueLocation", "targetValue", "activationTargetValue"):
+        assert got["metadata"][key] == want["metadata"][key], key
 
 
 def test_keda_metrics_api_url_is_the_chart_service(helm: Any) -> None:

@@ -69,11 +69,25 @@ def test_unknown_key_error_does_not_echo_value() -> None:
     assert INLINE not in str(err.value)
 
 
-@pytest.mark.parametrize("mode,warned", [(0o600, False), (0o400, False), (0o640, True), (0o644, True), (0o604, True)])
-def test_check_warns_about_readable_secret_file(tmp_path: Path, mode: int, warned: bool) -> None:
+@pytest.mark.parametrize(
+    "mode,other_group,warned",
+    [
+        (0o600, False, False),
+        (0o400, False, False),
+        # Group-read by our own group is how a Secret mounted with fsGroup looks.
+        (0o440, False, False),
+        (0o640, True, True),
+        (0o644, False, True),
+        (0o604, False, True),
+    ],
+)
+def test_check_warns_about_readable_secret_file(tmp_path: Path, mode: int, other_group: bool, warned: bool) -> None:
+    import os
+
     secret = tmp_path / "hook"
     secret.write_text(INLINE)
     secret.chmod(mode)
+    os.chown(secret, -1, next(g for g in (65534, 12345) if g != os.getegid()) if other_group else os.getegid())
     token = tmp_path / "token"
     token.write_text("tok-" + INLINE)
     token.chmod(0o600)

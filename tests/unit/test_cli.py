@@ -86,11 +86,20 @@ def test_check_missing_secret_and_loose_permissions(tmp_path: Path, capsys: pyte
 def test_render_status_table() -> None:
     """status prints one row per pool with counts by state."""
     text = render_status(
-        [{"name": "small", "queued": 3, "in_progress": 1, "instances": {"idle": 2, "busy": 1}, "max": 5}]
+        [
+            {
+                "name": "small",
+                "queued": 3,
+                "held_back": 1,
+                "in_progress": 1,
+                "instances": {"idle": 2, "busy": 1},
+                "max": 5,
+            }
+        ]
     )
     header, row = text.splitlines()
-    assert header.split()[:4] == ["POOL", "QUEUED", "RUNNING", "PENDING"]
-    assert row.split() == ["small", "3", "1", "0", "0", "0", "2", "1", "0", "0", "0", "5"]
+    assert header.split()[:5] == ["POOL", "QUEUED", "HELD", "RUNNING", "PENDING"]
+    assert row.split() == ["small", "3", "1", "1", "0", "0", "0", "2", "1", "0", "0", "0", "5"]
 
 
 def test_status_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,3 +168,24 @@ def test_serve_bad_config_exit_2(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 2 and "pools[0].max" in proc.stderr
+
+
+def test_group_read_is_accepted_only_for_our_own_group(tmp_path: Path) -> None:
+    """A 0440 secret file of our own group (a Secret mounted with fsGroup) passes; another group's or 0444 does not."""
+    import os
+
+    from scaler.secrets import readable_by_others
+
+    f = tmp_path / "secret"
+    f.write_text("x")
+    f.chmod(0o440)
+    os.chown(f, -1, os.getegid())
+    assert not readable_by_others(f)
+    other = next(g for g in (65534, 65532, 12345) if g != os.getegid())
+    os.chown(f, -1, other)
+    assert readable_by_others(f)
+    os.chown(f, -1, os.getegid())
+    f.chmod(0o444)
+    assert readable_by_others(f)
+    f.chmod(0o400)
+    assert not readable_by_others(f)

@@ -3,6 +3,7 @@ planner, plus a few pinned cases."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -85,6 +86,33 @@ class PlannerMachine(RuleBasedStateMachine):
             self._apply(ev.Created(name, InstanceInfo(name, InstanceStatus.RUNNING, {})))
         self.next_id += 1
         self._check_every_job_served_or_capped(result)
+        self._check_demand_counts_each_job_once(result)
+
+    def _check_demand_counts_each_job_once(self, result: Any) -> None:
+        demand = result.demand()
+        queued = self.store.snapshot(self.now).queued
+        unservable = [j for j in queued if not self.index.candidates(j)]
+        assert sum(demand.unservable.values()) == len(unservable)
+        assert sum(demand.queued_in(p.name) for p in self.config.pools) == len(queued) - len(unservable)
+        assert sum(demand.assigned.values()) == len(result.assigned)
+        assigned = dict(result.assigned)
+        held = Counter(
+            self.index.candidates(j)[0].name for j in queued if self.index.candidates(j) and j.key not in assigned
+        )
+        for pool in self.config.pools:
+            assert demand.held_back_in(pool.name) == held.get(pool.name, 0)
+        # The reason given holds in the state the plan left (its creates are in the store now).
+        live = [i for i in self.store.instances.values() if not (i.state is S.FAILED and not i.provisioned)]
+        for (name, reason), _ in demand.held_back.items():
+            pool = self.index.pools[name]
+            cap = self.config.provider(pool.provider).max_instances
+            in_provider = sum(1 for i in live if i.provider == pool.provider)
+            assert {
+                "max": sum(1 for i in live if i.pool == name) >= pool.max,
+                "provider_cap": cap is not None and in_provider >= cap,
+                "global_cap": len(live) >= self.config.limits.max_instances,
+            }[reason], (name, reason)
+            assert demand.queued_in(pool.name) == demand.assigned.get(pool.name, 0) + demand.held_back_in(pool.name)
 
     def _check_every_job_served_or_capped(self, result: Any) -> None:
         assigned = {key for key, _ in result.assigned}

@@ -147,6 +147,23 @@ def test_ignored_and_unserved_200(live: Live) -> None:
     assert status == 200 and doc["result"] == "not_served"
 
 
+def test_a_delivered_job_no_pool_serves_is_counted_until_it_ends(live: Live) -> None:
+    """A not_served delivery is still counted as unservable in /api/v1/forges, until its completion arrives."""
+
+    def unservable() -> int:
+        forges = live.client.get("/api/v1/forges").json()["forges"]
+        assert [f["name"] for f in forges] == ["fake"]
+        return int(forges[0]["unservable"])
+
+    job_id, headers, body = live.forge.queue_job("other/repo", ["ubuntu-latest"])
+    assert live.post(headers, body)[1]["result"] == "not_served"
+    wait_until(lambda: unservable() == 1)
+    assert live.pool()["queued"] == 0
+    headers, body = live.forge.complete_job(job_id)
+    assert live.post(headers, body)[1]["result"] == "not_served"
+    wait_until(lambda: unservable() == 0)
+
+
 def test_duplicate_delivery_200(live: Live) -> None:
     """The same delivery id twice: 202 then 200 duplicate, one instance."""
     _, headers, body = live.forge.queue_job("acme/app", ["ubuntu-latest"])

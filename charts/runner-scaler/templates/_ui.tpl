@@ -30,18 +30,15 @@ of the chart's Secret (or existingSecret).
 {{- end }}
 {{- end }}
 
-{{/* The ui.secret key of the chart's Secret: the value given, else the one
-already in the cluster, else a new random one (kept across upgrades). */}}
+{{/* The ui.secret key of the chart's Secret: the value given (required, like
+every credential: the chart never generates one, so no render changes it). */}}
 {{- define "runner-scaler.ui.secretData" -}}
-{{- $root := index . 0 }}{{- $existing := index . 1 }}
+{{- $root := index . 0 }}
 {{- if and $root.Values.ui.enabled (not (hasKey ($root.Values.config.ui | default dict) "auth")) }}
-{{- if $root.Values.ui.auth.secret }}
-ui.secret: {{ $root.Values.ui.auth.secret | trim | b64enc | quote }}
-{{- else if hasKey $existing "ui.secret" }}
-ui.secret: {{ get $existing "ui.secret" | quote }}
-{{- else }}
-ui.secret: {{ randAlphaNum 40 | b64enc | quote }}
+{{- if not $root.Values.ui.auth.secret }}
+{{- fail "ui.auth.secret: required with ui.enabled (the UI's password or token; e.g. openssl rand -hex 20), or secret.existingSecret with key ui.secret; the chart never generates one" }}
 {{- end }}
+ui.secret: {{ $root.Values.ui.auth.secret | trim | b64enc | quote }}
 {{- end }}
 {{- end }}
 
