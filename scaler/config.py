@@ -197,6 +197,22 @@ class ProviderConfig(_Model):
     options: Mapping[str, Any] = Field(default_factory=dict)
 
 
+class WarmConfig(_Model):
+    """Keep idle runners by a wait target instead of a fixed number
+    (``scaler.warm``): as many as the forecast of the pool's arrivals within
+    the provider's start time needs for ``quantile`` of jobs to wait at most
+    ``target_wait``, bounded by ``min_idle``, ``max_idle``, ``max`` and the caps."""
+
+    target_wait: Duration = Field(gt=0)
+    quantile: float = Field(default=0.95, ge=0.5, le=0.999)
+    max_idle: int = Field(default=10, ge=0)
+    # How long a runner takes from create to online; learned from the pool's
+    # own instances when unset.
+    start_time: Duration | None = Field(default=None, gt=0)
+    # How much of the forge's job history to learn from at start-up.
+    history: Duration = Field(default=14 * 86400.0, ge=0, le=90 * 86400.0)
+
+
 class PoolConfig(_Model):
     name: Name
     forge: str
@@ -212,11 +228,14 @@ class PoolConfig(_Model):
     priority: int = 0
     runner_group: str | None = None
     provider_options: Mapping[str, Any] = Field(default_factory=dict)
+    warm: WarmConfig | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> PoolConfig:
         if self.max < self.min_idle:
             raise ValueError(f"max: must be >= min_idle (got {self.max} < {self.min_idle})")
+        if self.warm is not None and self.warm.max_idle < self.min_idle:
+            raise ValueError(f"warm: max_idle must be >= min_idle (got {self.warm.max_idle} < {self.min_idle})")
         for label in self.labels:
             if not label_name(label):
                 raise ValueError(f"labels: empty label name in {label!r}")

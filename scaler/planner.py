@@ -1,7 +1,8 @@
 """The planner: a pure function from a snapshot to actions.
 
-Demand per pool = queued jobs assigned to it + ``min_idle``; supply = its
-instances not yet busy. Beside the actions a plan says how the queue broke
+Demand per pool = queued jobs assigned to it + the idle it keeps
+(``min_idle``, or a warm pool's target from the snapshot if higher); supply =
+its instances not yet busy. Beside the actions a plan says how the queue broke
 down (:class:`Demand`: assigned, held back by ``max`` or a cap, unservable),
 counted while placing, so it costs a dict increment per unplaced job.
 Each queued job is assigned to exactly one pool: the highest-priority
@@ -13,6 +14,7 @@ each provider's cap. No I/O, no clock: ``now`` is in the snapshot.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +169,7 @@ class Placement:
         self.assigned: list[tuple[tuple[str, int], str]] = []
         self.held_back: dict[str, int] = {}  # first candidate pool -> jobs
         self.unservable: dict[str, int] = {}
+        self.keep = keep_idle(snapshot, index)
 
     def _room(self, pool: PoolConfig, t: _PoolTally) -> bool:
         return (
@@ -232,13 +235,19 @@ class Placement:
         return Demand(assigned, held, dict(self.unservable))
 
     def top_up(self, pool: PoolConfig) -> None:
-        """Create up to the pool's ``min_idle`` free instances."""
+        """Create up to the idle the pool keeps (``min_idle`` or its warm target)."""
         t = self.tallies[pool.name]
-        for _ in range(max(0, pool.min_idle - t.free)):
+        for _ in range(max(0, self.keep[pool.name] - t.free)):
             if not self._room(pool, t):
                 break
             self._create(pool, t, None)
             t.free += 1  # free supply from now on, as it will be in the store
+
+
+def keep_idle(snapshot: Snapshot, index: PoolIndex) -> dict[str, int]:
+    """Free instances each pool keeps: ``min_idle``, or a warm pool's target
+    (``snapshot.warm``) when higher; ``max`` and the caps still bound creates."""
+    return {name: max(p.min_idle, snapshot.warm.get(name, 0)) for name, p in index.pools.items()}
 
 
 def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
@@ -247,7 +256,7 @@ def plan(snapshot: Snapshot, index: PoolIndex) -> Plan:
         placement.place(job)
     for pool in index.config.pools:
         placement.top_up(pool)
-    retires, fails = _expire(snapshot, index, placement.tallies)
+    retires, fails = _expire(snapshot, index, placement.tallies, placement.keep)
     retires += _stranded(snapshot, placement.tallies)
     return Plan(tuple(placement.creates), tuple(retires), tuple(fails), tuple(placement.assigned), placement)
 
@@ -319,7 +328,9 @@ def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally],
     return tallies, provider_live, total
 
 
-def _expire(snapshot: Snapshot, index: PoolIndex, tallies: dict[str, _PoolTally]) -> tuple[list[Retire], list[Fail]]:
+def _expire(
+    snapshot: Snapshot, index: PoolIndex, tallies: dict[str, _PoolTally], keep: dict[str, int]
+) -> tuple[list[Retire], list[Fail]]:
     now = snapshot.now
     retires: list[Retire] = []
     fails: list[Fail] = []
@@ -336,15 +347,43 @@ def _expire(snapshot: Snapshot, index: PoolIndex, tallies: dict[str, _PoolTally]
         elif inst.state is S.IDLE and not inst.bound:
             idle_by_pool[inst.pool].append(inst)
     for pool_name, idle in idle_by_pool.items():
-        retires.extend(_surplus_idle(index.pools[pool_name], tallies[pool_name], idle, now))
+        retires.extend(_surplus_idle(index.pools[pool_name], tallies[pool_name], idle, now, keep[pool_name]))
     return retires, fails
 
 
-def _surplus_idle(pool: PoolConfig, t: _PoolTally, idle: Sequence[Instance], now: float) -> Iterable[Retire]:
-    # Free supply left after every queued job took its share; keep min_idle.
-    surplus = min(len(idle), t.free - pool.min_idle)
+def _surplus_idle(pool: PoolConfig, t: _PoolTally, idle: Sequence[Instance], now: float, keep: int) -> Iterable[Retire]:
+    # Free supply left after every queued job took its share; keep what the pool keeps.
+    surplus = min(len(idle), t.free - keep)
     if surplus <= 0:
         return []
     expired = [i for i in idle if now - (i.idle_since or i.updated_at) >= pool.idle_timeout]
     expired.sort(key=lambda i: i.idle_since or i.updated_at)
     return [Retire(i.name, "idle timeout") for i in expired[:surplus]]
+
+
+def next_decision_at(snapshot: Snapshot, index: PoolIndex) -> float:
+    """The earliest time after ``snapshot.now`` from which :func:`plan` of this
+    snapshot (the same jobs and instances, a later ``now``) may decide
+    differently: a boot timeout, a max lifetime, an idle timeout or a
+    took-a-job grace running out; ``inf`` when none is pending. It mirrors the
+    time tests of :func:`_tally` and :func:`_expire` (a property test holds
+    them together), so a replay (``scaler.sim``) can skip passes that would
+    change nothing. Times already passed decided nothing new at ``now`` and
+    do not later either: only events (or new warm targets) change the rest."""
+    now = snapshot.now
+    times: list[float] = []
+    for inst in snapshot.instances:
+        if inst.took_job_at is not None:
+            times.append(inst.took_job_at + TOOK_JOB_GRACE)
+        pool = index.pools.get(inst.pool)
+        if pool is None or inst.retire_reason is not None:
+            continue
+        # ``age > timeout``: decided from the first instant after.
+        if inst.state in (S.CREATING, S.STARTING):
+            times.append(math.nextafter(inst.created_at + pool.boot_timeout, math.inf))
+        if inst.state in (S.STARTING, S.IDLE, S.BUSY):
+            times.append(math.nextafter(inst.created_at + pool.max_lifetime, math.inf))
+        if inst.state is S.IDLE and not inst.bound:
+            times.append((inst.idle_since or inst.updated_at) + pool.idle_timeout)
+    times += [claim.took_at + TOOK_JOB_GRACE for claim in snapshot.claims]
+    return min((t for t in times if t > now), default=math.inf)

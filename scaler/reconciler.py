@@ -8,6 +8,7 @@ background tasks whose results come back as events.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ from scaler.provider import (
 )
 from scaler.runner_lookup import RunnerListings
 from scaler.secrets import forget_secret_value
-from scaler.store import Store
+from scaler.store import Snapshot, Store
+from scaler.warm import WarmPools
 
 log = structlog.get_logger("scaler.reconciler")
 S = InstanceState
@@ -84,6 +86,10 @@ class Reconciler:
         self._gap_wake: asyncio.TimerHandle | None = None
         self.planned_full = 0  # full plans made (the collector runs after each)
         self.store.on_job_started = self._job_started
+        self.warm = WarmPools(self.config, self.index)
+        if self.warm.active:
+            self.store.on_job_seen = self.warm.observe_job
+            self.store.on_booted = self.warm.observe_boot
 
     # --- one pass -----------------------------------------------------------
 
@@ -120,7 +126,7 @@ class Reconciler:
         result = None if needs_full else place_new(self.last_plan, new_jobs)
         incremental = result is not None
         if result is None:
-            result = plan(self.store.snapshot(now), self.index)
+            result = plan(self.snapshot(now), self.index)
             self._last_full = now
             self._full_pending = False
             self.planned_full += 1
@@ -131,6 +137,13 @@ class Reconciler:
         self.last_plan = result
         metrics.RECONCILE.observe(time.perf_counter() - started)
         return result
+
+    def snapshot(self, now: float) -> Snapshot:
+        """The store's snapshot, with the warm pools' targets."""
+        snap = self.store.snapshot(now)
+        if self.warm.active:
+            snap = dataclasses.replace(snap, warm=self.warm.target_idle(now))
+        return snap
 
     def _end_gap(self) -> None:
         self._gap_wake = None

@@ -39,6 +39,8 @@ S = InstanceState
 UNHEALTHY_AFTER_FAILURES = 3
 # Expiry scans every job; once every few seconds is plenty.
 EXPIRY_EVERY = 5.0
+_BOOTING = frozenset({S.CREATING, S.STARTING})
+_ONLINE = frozenset({S.IDLE, S.BUSY})
 
 
 @dataclass(slots=True)
@@ -69,9 +71,14 @@ class Snapshot:
     instances: tuple[Instance, ...]
     unavailable_providers: frozenset[str]
     claims: tuple[Claim, ...] = ()
+    # Idle runners each warm pool should hold (scaler.warm), computed outside
+    # the planner from the arrivals seen; pools without ``warm`` are absent.
+    warm: Mapping[str, int] = field(default_factory=dict)
 
 
 JobStartedHook = Callable[[Job, "Instance | None"], None]
+JobSeenHook = Callable[[Job, float], None]
+BootedHook = Callable[[str, float], None]
 
 
 class StoreObserver(Protocol):
@@ -101,6 +108,11 @@ class Store:
     # ones are kept for ``tombstone_ttl`` and outnumber the live ones).
     in_progress: dict[tuple[str, int], None] = field(default_factory=dict)
     claims: dict[str, Claim] = field(default_factory=dict)  # by runner name
+    # Learning hooks (scaler.warm): a job reported for the first time, with
+    # when it was seen; a runner online (idle or busy) for the first time,
+    # with its pool and the seconds since it was planned.
+    on_job_seen: JobSeenHook | None = None
+    on_booted: BootedHook | None = None
 
     def __post_init__(self) -> None:
         self.pools: Mapping[str, PoolConfig] = {p.name: p for p in self.config.pools}
@@ -153,6 +165,8 @@ class Store:
             log.debug("transition dropped", instance=name, src=str(inst.state), dst=str(state))
             return None
         new = inst.to(state, now, **changes)
+        if self.on_booted is not None and state in _ONLINE and inst.state in _BOOTING:
+            self.on_booted(inst.pool, now - inst.created_at)
         if state is S.DELETED:
             del self.instances[name]
             self.tombstones[name] = now
@@ -206,6 +220,8 @@ class Store:
 
     def _merge_job(self, job: Job, now: float, seen_at: float) -> None:
         old = self.jobs.get(job.key)
+        if old is None and self.on_job_seen is not None:
+            self.on_job_seen(job, seen_at)
         new = job if old is None else old.merge(job)
         if new.state is JobState.QUEUED and new.queued_at is None:
             new = dataclasses.replace(new, queued_at=seen_at)
