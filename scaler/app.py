@@ -27,6 +27,7 @@ from scaler.provider import Provider
 from scaler.reconciler import Reconciler
 from scaler.resync import Resync, watch_provider
 from scaler.store import Store
+from scaler.warm import WarmTarget
 
 log = structlog.get_logger("scaler.app")
 
@@ -152,6 +153,16 @@ class Scaler:
                 for name, p in self.providers.items()
             ),
         ]
+        if self.reconciler.warm.active:  # soft state: warm pools learn the forge's job history first
+            self._loops.append(asyncio.create_task(self._learn_history(), name="warm-history"))
+
+    async def _learn_history(self) -> None:
+        from scaler.warm.history import rebuild
+
+        try:
+            await rebuild(self.reconciler.warm, self.forges, self.clock.now())
+        except Exception:  # never take the scaler down: warm pools learn online anyway
+            log.exception("warm pools: reading the job history failed")
 
     async def _stop_leading(self) -> None:
         """Lost the lease: stop acting at once; a new term rebuilds from scratch."""
@@ -236,6 +247,7 @@ class Scaler:
         if not self.leading:
             return {}
         demand = self.reconciler.last_plan.demand()
+        warm = self.reconciler.warm.targets(self.clock.now())
         states: dict[str, Counter[str]] = {p.name: Counter() for p in self.config.pools}
         for inst in self.store.instances.values():
             if inst.pool in states:
@@ -259,6 +271,7 @@ class Scaler:
                 },
                 "min_idle": p.min_idle,
                 "max": p.max,
+                "warm": _warm(warm.get(p.name)),
             }
             for p in self.config.pools
         }
@@ -293,6 +306,9 @@ class Scaler:
             return
         demand = self.reconciler.last_plan.demand()
         for name, stats in self.pool_stats().items():
+            if stats["warm"] is not None:
+                metrics.WARM_TARGET.labels(name).set(stats["warm"]["target_idle"])
+                metrics.WARM_FORECAST.labels(name).set(stats["warm"]["forecast"])
             metrics.QUEUED_JOBS.labels(name).set(stats["queued"])
             metrics.ASSIGNED_JOBS.labels(name).set(stats["assigned"])
             for reason in HELD_REASONS:
@@ -313,4 +329,12 @@ _STATE_GAUGES = (
     metrics.POOL_MAX,
     metrics.INSTANCES,
     metrics.UNSERVABLE_JOBS,
+    metrics.WARM_TARGET,
+    metrics.WARM_FORECAST,
 )
+
+
+def _warm(target: WarmTarget | None) -> dict[str, Any] | None:
+    if target is None:
+        return None
+    return {"target_idle": target.target_idle, "forecast": round(target.forecast, 3), "reason": target.reason}

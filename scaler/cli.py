@@ -263,6 +263,11 @@ def _add_optional_verbs(sub: Any) -> None:
 
     add_webhook_subcommands(sub)
     add_explain_subcommand(sub)
+    from scaler.sim.cli import add_simulate_subcommand
+    from scaler.trace.cli import add_trace_subcommand
+
+    add_simulate_subcommand(sub)
+    add_trace_subcommand(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

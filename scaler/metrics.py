@@ -56,3 +56,7 @@ EVENTS_DROPPED = Counter("runner_scaler_events_dropped_total", "Events refused b
 EVENT_QUEUE = Gauge("runner_scaler_event_queue_depth", "Events waiting for the reconciler")
 INFLIGHT = Gauge("runner_scaler_inflight_operations", "Launches and teardowns under way", ["kind"])
 IS_LEADER = Gauge("runner_scaler_leader", "1 when this replica is the leader")
+WARM_TARGET = Gauge("runner_scaler_warm_target_idle", "Idle runners a warm pool holds for its wait target", ["pool"])
+WARM_FORECAST = Gauge(
+    "runner_scaler_warm_forecast_jobs", "Jobs a warm pool's forecast expects within one runner start time", ["pool"]
+)

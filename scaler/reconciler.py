@@ -315,7 +315,9 @@ class Reconciler:
             return
         pool = inst.pool if inst is not None else self._first_pool(job)
         if pool is not None:
-            metrics.JOB_WAIT.labels(pool).observe(max(0.0, job.started_at - job.queued_at))
+            wait = max(0.0, job.started_at - job.queued_at)
+            metrics.JOB_WAIT.labels(pool).observe(wait)
+            self.warm.observe_wait(pool, wait)
 
     def _first_pool(self, job: Job) -> str | None:
         candidates = self.index.candidates(job)

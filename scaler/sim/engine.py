@@ -45,7 +45,7 @@ MAX_ROUNDS = 1000  # passes in one instant before giving up (a loop that never s
 
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
-    latency: Latency = Latency(60.0)
+    latency: Latency = field(default_factory=lambda: Latency(60.0))
     start: float | None = None  # --from: first arrival replayed
     end: float | None = None  # --to: arrivals before this are replayed
     warmup: float = 0.0  # replayed (the core learns) but left out of the report

@@ -80,7 +80,8 @@ class SimInstance:
 
     def info(self) -> InstanceInfo:
         status = InstanceStatus.EXITED if self.exited_at is not None else InstanceStatus.RUNNING
-        return InstanceInfo(self.name, status, dict(self.labels), self.created_at, exit_code=0 if self.exited_at else None)
+        code = 0 if self.exited_at is not None else None
+        return InstanceInfo(self.name, status, dict(self.labels), self.created_at, exit_code=code)
 
 
 @dataclass(eq=False)

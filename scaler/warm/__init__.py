@@ -15,11 +15,22 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from scaler.config import Config, PoolConfig
 from scaler.domain.job import Job
 from scaler.warm.forecast import ArrivalModel
-from scaler.warm.policy import STEP, Calibration, WarmTarget, calibrate, idle_count, predict, target
+from scaler.warm.policy import (
+    STEP,
+    Calibration,
+    WarmTarget,
+    budget,
+    calibrate,
+    feedback,
+    idle_count,
+    predict,
+    target,
+)
 
 __all__ = ["STEP", "WarmPools", "WarmTarget"]
 
@@ -28,11 +39,10 @@ BOOT_SAMPLES = 50
 SEEN_JOBS = 50_000
 
 
-class _Candidates:
+class _Candidates(Protocol):
     """What WarmPools needs of the planner's PoolIndex."""
 
-    def candidates(self, job: Job) -> tuple[PoolConfig, ...]:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def candidates(self, job: Job) -> tuple[PoolConfig, ...]: ...
 
 
 @dataclass
@@ -41,9 +51,10 @@ class _Pool:
     model: ArrivalModel
     boots: deque[float]
     calibration: Calibration | None = None
-    calibrated_for: tuple[int, float, float] | None = None
+    calibrated_for: tuple[int, float, float, float] | None = None
     start: tuple[int, float] = (-1, DEFAULT_START)  # (boots seen, estimate)
     booted: int = 0
+    gain: float = 0.0  # log-scale correction of the budget from real waits (policy.feedback)
 
 
 class WarmPools:
@@ -54,7 +65,8 @@ class WarmPools:
         }
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._cache: tuple[tuple[object, ...], dict[str, WarmTarget]] | None = None
-        self._next: tuple[tuple[object, ...], float, float, bool] | None = None
+        self._next: tuple[object, float, float, float | None] | None = None
+        self._idle: tuple[object, dict[str, int]] | None = None
 
     @property
     def active(self) -> bool:
@@ -96,6 +108,21 @@ class WarmPools:
             p.boots.append(seconds)
             p.booted += 1
 
+    def observe_wait(self, pool: str, wait: float) -> None:
+        """A job of the pool was taken by a runner ``wait`` seconds after it was queued."""
+        p = self._pools.get(pool)
+        # Only while the policy is in charge: not while it is still learning.
+        if p is not None and p.config.warm is not None and p.calibration is not None and p.calibration.jobs:
+            w = p.config.warm
+            p.gain = feedback(p.gain, w.quantile, wait > w.target_wait)
+
+    def budget(self, pool: str) -> float:
+        """Share of jobs the pool's calibration may leave over its target."""
+        p = self._pools[pool]
+        assert p.config.warm is not None
+        raw = budget(p.config.warm.quantile, p.gain)
+        return round(raw, 3)  # steps, so calibration is redone when it moves, not at every job
+
     def start_time(self, pool: str) -> float:
         """The configured start time, else the low quartile of recent starts
         (a runner seen idle is seen up to one resync late; one seen taking a
@@ -124,10 +151,10 @@ class WarmPools:
         assert p.config.warm is not None
         start = self.start_time(name)
         first = p.model.batches[-1].start if p.model.batches else 0.0
-        key = (len(p.model.batches), first, start)
+        share = self.budget(name)
+        key = (len(p.model.batches), first, start, share)
         if p.calibration is None or p.calibrated_for != key:
-            w = p.config.warm
-            p.calibration = calibrate(p.model, start, w.target_wait, w.quantile, now)
+            p.calibration = calibrate(p.model, start, p.config.warm.target_wait, share, now)
             p.calibrated_for = key
         return p.calibration
 
@@ -136,7 +163,7 @@ class WarmPools:
         if not self._pools:
             return {}
         at = {name: self._at(p, now) for name, p in self._pools.items()}
-        key = tuple((at[n], p.model.version, self.start_time(n)) for n, p in self._pools.items())
+        key = tuple((at[n], p.model.version, self.start_time(n), self.budget(n)) for n, p in self._pools.items())
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         out = {}
@@ -158,12 +185,14 @@ class WarmPools:
         return out
 
     def target_idle(self, now: float) -> dict[str, int]:
-        """The numbers of :meth:`targets` alone (cheaper: no reasons)."""
+        """The numbers of :meth:`targets` alone (cheaper: no reasons, cached)."""
+        key = tuple((self._at(p, now), self._state(n, p)) for n, p in self._pools.items())
+        if self._idle is not None and self._idle[0] == key:
+            return self._idle[1]
         out = {}
-        for name, p in self._pools.items():
+        for (name, p), (at, _) in zip(self._pools.items(), key, strict=True):
             w = p.config.warm
             assert w is not None
-            at = self._at(p, now)
             out[name] = idle_count(
                 p.model,
                 self._calibration(name, p, at),
@@ -174,24 +203,33 @@ class WarmPools:
                 max_idle=w.max_idle,
                 pool_max=p.config.max,
             )
+        self._idle = (key, out)
         return out
+
+    def _state(self, name: str, p: _Pool) -> tuple[int, float, float]:
+        return (p.model.version, self.start_time(name), self.budget(name))
 
     def next_change(self, now: float, until: float) -> float:
         """The first grid time in ``(now, until]`` at which a target differs from
         now's, else ``until`` (arrivals change targets too; callers know those)."""
         if not self._pools:
             return math.inf
-        state = tuple((p.model.version, self.start_time(n)) for n, p in self._pools.items())
-        if self._next is not None:
-            key, asked, answer, changed = self._next
-            # Known: the target does not change in [asked, answer) (and does at
-            # ``answer`` when ``changed``), as long as nothing was learned.
-            if key == state and asked <= now < answer and (changed or until <= answer):
-                return min(answer, until)
+        state = tuple(self._state(n, p) for n, p in self._pools.items())
         current = self.target_idle(now)
         t = math.floor(now / STEP) * STEP + STEP
+        if self._next is not None:
+            key, asked, scanned, change = self._next
+            # Known: no change in (asked, scanned], then one at ``change`` (if
+            # any), while nothing was learned and the current target is the same.
+            if key == (state, current) and asked <= now:
+                if change is not None and now < change:
+                    return min(change, until)
+                if change is None and now < scanned:
+                    t = max(t, scanned + STEP)
+                    if until <= scanned:
+                        return until
         while t <= until and self.target_idle(t) == current:
             t += STEP
-        changed = t <= until
-        self._next = (state, now, t if changed else until, changed)
-        return t if changed else until
+        change = t if t <= until else None
+        self._next = ((state, current), now, min(t, until), change)
+        return change if change is not None else until

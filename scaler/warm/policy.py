@@ -11,11 +11,14 @@ The ``m``-th idle runner is needed with probability ``s(m-1)`` per batch
 ``rate * s(m-1)`` jobs per second, and the pool holds every runner worth at
 least a cut-off. The cut-off is calibrated on the pool's recent history: each
 job there is scored with what its runner would have been worth when it
-arrived, and the cut-off is the ``1 - quantile`` share of those scores (job
-weighted), so that the target would have held for ``quantile`` of recent jobs
-while idle runners are spent where they serve the most jobs. Arrivals that
-are rare now (a quiet night) are left to start on demand; busy hours, and
-days busier than usual, hold more.
+arrived (the forecast made then, not one that has learned from it), and the
+cut-off is the ``1 - quantile`` share of those scores (job weighted), so that
+the target would have held for ``quantile`` of recent jobs while idle runners
+are spent where they serve the most jobs. Arrivals that are rare now (a quiet
+night) are left to start on demand; busy hours, and days busier than usual,
+hold more. What the model does not see (a runner that came up late, a run
+that grew after its first job) is corrected by the waits the pool's jobs
+really had (:func:`feedback`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from scaler.warm.forecast import BATCH_GAP, ArrivalModel, how
 STEP = 60.0  # targets are recomputed on this grid (and at every arrival)
 MIN_BATCHES = 3  # below this, the pool is still learning
 LEARN = 86400.0  # forecasts made with less watched time are not scored
+FEEDBACK_RATE = 0.1  # log-gain moved by one late job (times 1 - quantile for one in time)
+FEEDBACK_RANGE = (0.1, 3.0)  # the budget stays within these multiples of 1 - quantile
 MAX_RECORD = 4000  # batches scored when calibrating
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -57,8 +62,9 @@ def rate_at(model: ArrivalModel, rates: list[float], t: float, start: float) -> 
     return pattern * recent, pattern, recent
 
 
-def calibrate(model: ArrivalModel, start: float, target_wait: float, quantile: float, now: float) -> Calibration:
-    """Score the jobs of the recent closed batches and pick the cut-off."""
+def calibrate(model: ArrivalModel, start: float, target_wait: float, budget: float, now: float) -> Calibration:
+    """Score the jobs of the recent closed batches and pick the cut-off that
+    leaves ``budget`` (a share of jobs, ``1 - quantile``) over the target."""
     closed = [b for b in model.batches if b.last < now - BATCH_GAP or b is not model.batches[-1]]
     survival = model.size_survival()
     if sum(b.predicted is not None for b in closed) < MIN_BATCHES:
@@ -84,9 +90,26 @@ def calibrate(model: ArrivalModel, start: float, target_wait: float, quantile: f
             scores.append(lam * survival[k] if k < len(survival) else 0.0)
         inside += b.size
     scores.sort()
-    cut = int((1.0 - quantile) * len(scores))
+    cut = int(budget * len(scores))
     cutoff = scores[cut] if cut < len(scores) else math.inf
     return Calibration(cutoff, tuple(survival), model.mean_size(), len(scores))
+
+
+def feedback(gain: float, quantile: float, late: bool) -> float:
+    """The budget's log-scale gain after one more job's outcome: each late job
+    lowers it (more is held), each one in time raises it a little, so it
+    settles where ``1 - quantile`` of the pool's jobs really are late whatever
+    the model misses (a runner that came up late, a run that grew after its
+    first job). Bounded to FEEDBACK_RANGE."""
+    allowed = 1.0 - quantile
+    gain += FEEDBACK_RATE * (allowed - (1.0 if late else 0.0))
+    lo, hi = FEEDBACK_RANGE
+    return min(math.log(hi), max(math.log(lo), gain))
+
+
+def budget(quantile: float, gain: float) -> float:
+    """The share of jobs calibration may leave over the target."""
+    return (1.0 - quantile) * math.exp(gain)
 
 
 def predict(model: ArrivalModel, t: float, start: float) -> float | None:

@@ -22,6 +22,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from scaler.testing import fake_history
 from scaler.testing.fake_forge_server._base import Hook
 from scaler.testing.fake_forge_server.world import WorldMixin
 
@@ -50,6 +51,8 @@ class GiteaRest(WorldMixin):
             return JSONResponse(self.gitea_repo(repo)) if repo else _error("repository not found", 404)
         if self.kind == "forgejo" and path == "/admin/runners/jobs":
             return self._forgejo_jobs(request, "/admin")
+        if self.kind == "forgejo" and (history := fake_history.forgejo(self, request, path)) is not None:
+            return history
         m = _SCOPE.match(path)
         if not m:
             return _error("not found", 404)

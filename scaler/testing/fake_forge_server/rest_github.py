@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from scaler.testing import fake_history
 from scaler.testing.fake_forge_server._base import FJob, iso
 from scaler.testing.fake_forge_server.rest_gitea import GiteaRest
 
@@ -157,7 +158,10 @@ class GitHubRest(GiteaRest):
         items = [self.github_run(rid, js) for rid, js in runs.items()]
         if status:
             items = [x for x in items if x["status"] == status]
-        return self._gh_page(request, items, "workflow_runs")
+        filtered = fake_history.github_runs(request, items)
+        if isinstance(filtered, Response):
+            return filtered
+        return self._gh_page(request, filtered, "workflow_runs")
 
     def _check_jwt(self, request: Request) -> dict[str, Any] | None:
         if self.app_public_key is None:
