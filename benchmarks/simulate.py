@@ -76,7 +76,7 @@ def with_min_idle(base: Path, values: dict[str, int] | int, tmp: Path) -> Path:
     return path
 
 
-def search(trace: Path, tmp: Path, hi: int = 32) -> tuple[int, dict[str, int], dict[int, dict[str, Any]]]:
+def search(trace: Path, tmp: Path, hi: int = 20) -> tuple[int, dict[str, int], dict[int, dict[str, Any]]]:
     """Smallest uniform N with overall p95 <= TARGET, and per pool (its own p95)."""
     base = EXAMPLES / "min-idle-0.yaml"
     seen: dict[int, dict[str, Any]] = {}

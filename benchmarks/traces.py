@@ -22,11 +22,12 @@ from pathlib import Path
 from scaler.trace.format import TraceJob, read_trace, write_trace
 
 BITCOIN = Path(__file__).resolve().parents[2] / "shared" / "traces" / "bitcoin-core-2025-09-04_to_09-24.csv"
+BITCOIN_BESIDE_WORKTREE = Path(__file__).resolve().parents[3] / "shared" / "traces" / BITCOIN.name
 SHIFT = 3 * 86400 + 9 * 3600
 
 
 def bitcoin_path() -> Path:
-    for candidate in (BITCOIN, Path("/work/shared/traces") / BITCOIN.name):
+    for candidate in (BITCOIN, BITCOIN_BESIDE_WORKTREE):
         if candidate.exists():
             return candidate
     raise SystemExit(f"the bitcoin trace is not at {BITCOIN}")
@@ -53,7 +54,7 @@ def _rate(t: float) -> float:
 
 
 def office(seed: int = 14, days: int = 21, start: float = 1_757_894_400.0) -> list[TraceJob]:
-    rng = random.Random(seed)  # noqa: S311 - a reproducible trace
+    rng = random.Random(seed)  # a reproducible trace
     jobs: list[TraceJob] = []
     t, end, next_id = start, start + days * 86400, 1
     while t < end:

@@ -53,15 +53,19 @@ def created_filter(query: str) -> Callable[[float], bool]:
         return lambda t: a <= t <= b
     for op in (">=", "<=", ">", "<"):
         if q.startswith(op):
-            v = _when(q[len(op):])
-            return {
-                ">=": lambda t: t >= v,
-                "<=": lambda t: t <= v,
-                ">": lambda t: t > v,
-                "<": lambda t: t < v,
-            }[op]
+            return _compare(op, _when(q[len(op):]))
     day = _when(q)
     return lambda t: day <= t < day + 86400
+
+
+def _compare(op: str, v: float) -> Callable[[float], bool]:
+    tests: dict[str, Callable[[float], bool]] = {
+        ">=": lambda t: t >= v,
+        "<=": lambda t: t <= v,
+        ">": lambda t: t > v,
+        "<": lambda t: t < v,
+    }
+    return tests[op]
 
 
 def github_runs(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]] | Response:
