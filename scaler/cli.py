@@ -230,7 +230,13 @@ def render_status(pools: Sequence[dict[str, Any]]) -> str:
             ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    # Why each warm pool holds what it holds (scaler.warm); absent keys: an older scaler.
+    for p in pools:
+        warm = p.get("warm")
+        if isinstance(warm, dict):
+            lines.append(f"warm {p['name']}: holds {warm.get('target_idle')} idle: {warm.get('reason')}")
+    return "\n".join(lines)
 
 
 # --- entry -----------------------------------------------------------------
