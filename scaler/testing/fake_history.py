@@ -80,8 +80,9 @@ def github_runs(request: Request, items: list[dict[str, Any]]) -> list[dict[str,
     return [r for r in items if keep(_when(r["created_at"]))]
 
 
-def forgejo(server: FakeForgeServer, request: Request, path: str) -> Response | None:
-    """The Forgejo history routes, or None when ``path`` is not one of them."""
+def forgejo(server: Any, request: Request, path: str) -> Response | None:
+    """The Forgejo history routes, or None when ``path`` is not one of them
+    (``server``: the FakeForgeServer, seen from its REST mixin)."""
     m = re.match(r"^/repos/([^/]+/[^/]+)/actions/(runs|tasks)$", path)
     m2 = re.match(r"^/repos/([^/]+/[^/]+)/actions/runs/(\d+)/jobs$", path)
     if request.method != "GET" or not (m or m2):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +50,19 @@ def job(i: int, at: float, run: float = 300.0, labels: tuple[str, ...] = ("linux
 @pytest.fixture(scope="session")
 def bitcoin() -> list[TraceJob]:
     return read_trace(BITCOIN)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The simulate and export commands configure logging for their process;
+    in-process runs here must not leave it configured for other tests."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
