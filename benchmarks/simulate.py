@@ -105,9 +105,6 @@ def search(trace: Path, tmp: Path, hi: int = 20) -> tuple[int, dict[str, int], d
     return uniform, per_pool, seen
 
 
-KEYS = ("wait_p95_s", "jobs_over_target", "idle_instance_minutes", "instances_created", "busy_instance_minutes")
-
-
 def row(label: str, rep: dict[str, Any]) -> str:
     o, p = rep["overall"], rep["process"]
     return (f"| {label} | {o['wait_p95_s']:g} s | {o['jobs_over_target']} / {o['jobs']} | "

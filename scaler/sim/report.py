@@ -23,21 +23,6 @@ from typing import Any
 from scaler.sim.engine import Replay
 from scaler.sim.world import SimInstance, SimJob
 
-KEYS = (
-    "jobs",
-    "wait_p50_s",
-    "wait_p95_s",
-    "wait_p99_s",
-    "wait_max_s",
-    "jobs_over_target",
-    "unserved",
-    "instances_created",
-    "peak_instances",
-    "busy_instance_minutes",
-    "idle_instance_minutes",
-    "boot_instance_minutes",
-)
-
 
 def quantile(values: Sequence[float], q: float) -> float:
     """Nearest-rank quantile of sorted ``values`` (0 for none)."""

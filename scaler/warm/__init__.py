@@ -15,7 +15,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from scaler.config import Config, PoolConfig
 from scaler.domain.job import Job
@@ -168,19 +168,9 @@ class WarmPools:
             return self._cache[1]
         out = {}
         for name, p in self._pools.items():
-            w = p.config.warm
-            assert w is not None
-            out[name] = target(
-                p.model,
-                self._calibration(name, p, at[name]),
-                now=at[name],
-                start=self.start_time(name),
-                target_wait=w.target_wait,
-                quantile=w.quantile,
-                min_idle=p.config.min_idle,
-                max_idle=w.max_idle,
-                pool_max=p.config.max,
-            )
+            assert p.config.warm is not None
+            out[name] = target(p.model, self._calibration(name, p, at[name]), quantile=p.config.warm.quantile,
+                               **self._inputs(name, p, at[name]))
         self._cache = (key, out)
         return out
 
@@ -191,20 +181,21 @@ class WarmPools:
             return self._idle[1]
         out = {}
         for (name, p), (at, _) in zip(self._pools.items(), key, strict=True):
-            w = p.config.warm
-            assert w is not None
-            out[name] = idle_count(
-                p.model,
-                self._calibration(name, p, at),
-                now=at,
-                start=self.start_time(name),
-                target_wait=w.target_wait,
-                min_idle=p.config.min_idle,
-                max_idle=w.max_idle,
-                pool_max=p.config.max,
-            )
+            out[name] = idle_count(p.model, self._calibration(name, p, at), **self._inputs(name, p, at))
         self._idle = (key, out)
         return out
+
+    def _inputs(self, name: str, p: _Pool, at: float) -> dict[str, Any]:
+        w = p.config.warm
+        assert w is not None
+        return {
+            "now": at,
+            "start": self.start_time(name),
+            "target_wait": w.target_wait,
+            "min_idle": p.config.min_idle,
+            "max_idle": w.max_idle,
+            "pool_max": p.config.max,
+        }
 
     def _state(self, name: str, p: _Pool) -> tuple[int, float, float]:
         return (p.model.version, self.start_time(name), self.budget(name))

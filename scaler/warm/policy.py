@@ -33,6 +33,10 @@ MIN_BATCHES = 3  # below this, the pool is still learning
 LEARN = 86400.0  # forecasts made with less watched time are not scored
 FEEDBACK_RATE = 0.1  # log-gain moved by one late job (times 1 - quantile for one in time)
 FEEDBACK_RANGE = (0.1, 3.0)  # the budget stays within these multiples of 1 - quantile
+# Runners of equal worth (a flat stretch of the batch sizes: one unusually big
+# run seen) are told apart by a hair, the deeper ones worth less: of equal
+# runners the pool holds the fewest that keep the budget, not all of them.
+TIE_BREAK = 1e-6
 MAX_RECORD = 4000  # batches scored when calibrating
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -86,8 +90,7 @@ def calibrate(model: ArrivalModel, start: float, target_wait: float, budget: flo
             inside += b.size
             continue
         for n in range(b.size):
-            k = n + inside
-            scores.append(lam * survival[k] if k < len(survival) else 0.0)
+            scores.append(lam * worth(survival, n + inside))
         inside += b.size
     scores.sort()
     cut = int(budget * len(scores))
@@ -120,14 +123,18 @@ def predict(model: ArrivalModel, t: float, start: float) -> float | None:
     return rate_at(model, model.slot_rates(t), t - 1e-6, start)[0]
 
 
+def worth(survival: tuple[float, ...] | list[float], k: int) -> float:
+    """Batches-per-second weight of the ``k+1``-th idle runner: the share of
+    batches it is needed for (see TIE_BREAK)."""
+    return survival[k] * (1.0 - TIE_BREAK * k) if k < len(survival) else 0.0
+
+
 def hold(lam: float, cal: Calibration) -> int:
     """Runners worth holding at ``lam`` batches/s."""
     if lam <= 0 or not math.isfinite(cal.cutoff):
         return 0
     n = 0
-    for share in cal.survival:
-        if share <= 0 or lam * share < cal.cutoff:
-            break
+    while n < len(cal.survival) and cal.survival[n] > 0 and lam * worth(cal.survival, n) >= cal.cutoff:
         n += 1
     return n
 
