@@ -112,7 +112,8 @@ class Progress:
 class History:
     """Reads one forge's job history through its adapter's HTTP client."""
 
-    def __init__(self, adapter: ForgeAdapter, progress: Progress | None = None) -> None:
+    def __init__(self, adapter: ForgeAdapter, progress: Progress | None = None, reserve: int = RESERVE) -> None:
+        self.reserve = reserve  # requests left below which the export waits for the window's reset
         http = getattr(adapter, "http", None)
         if http is None:
             raise ExportUnsupported(f"forge {adapter.name} ({adapter.kind}) has no job history API")
@@ -149,7 +150,7 @@ class History:
 
     async def _respect_budget(self) -> None:
         rate = self.http.rate
-        if rate.remaining is None or rate.remaining > RESERVE or rate.reset is None:
+        if rate.remaining is None or rate.remaining > self.reserve or rate.reset is None:
             return
         wait = rate.reset - self._now()
         if wait > 0:

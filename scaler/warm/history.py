@@ -5,7 +5,8 @@ each forge with a warm pool is asked for its finished jobs of the last
 ``warm.history`` (the longest of its pools), and every job is counted as an
 arrival, as if the scaler had seen it. A forge that cannot list its history
 (Gitea < 1.25, a scope that needs repositories named, the in-process fake)
-is logged once; its pools learn online from then on.
+is logged once; its pools learn online from then on. Reading stops short of
+the forge's rate limit (:data:`HISTORY_RESERVE`) and waits for its reset.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scaler.trace.export import History, dedupe
 from scaler.warm import WarmPools
 
 log = structlog.get_logger("scaler.warm")
+HISTORY_RESERVE = 500  # requests left below which learning waits for the rate-limit window
 
 
 async def rebuild(warm: WarmPools, forges: dict[str, ForgeAdapter], now: float) -> int:
@@ -33,7 +35,10 @@ async def rebuild(warm: WarmPools, forges: dict[str, ForgeAdapter], now: float) 
         if adapter is None:
             continue
         try:
-            rows = dedupe(await History(adapter).jobs(now - span, now))
+            # Learning must not starve the scaler's own polls and mints: keep
+            # well above the adapter's own reserve (GitHub: rate_limit_reserve).
+            reserve = max(HISTORY_RESERVE, 2 * int(getattr(adapter, "reserve", 0)))
+            rows = dedupe(await History(adapter, reserve=reserve).jobs(now - span, now))
         except (ScalerError, ValueError) as exc:
             log.warning("warm pools: no job history to learn from; learning online", forge=name, reason=str(exc))
             continue

@@ -209,3 +209,31 @@ def test_fake_forge_has_no_history() -> None:
     })
     with pytest.raises(ex.ExportUnsupported, match="no job history"):
         ex.History(build_forge(config.forges[0]))
+
+
+def test_warm_pools_rebuilt_from_history(github: tuple[FakeForgeServer, dict[str, FJob]]) -> None:
+    """At start-up a warm pool learns the forge's job history through the same reader."""
+    from scaler.planner import PoolIndex
+    from scaler.warm import WarmPools
+    from scaler.warm.history import rebuild
+
+    srv, made = github
+    a = adapter("github", srv, {"kind": "repository", "name": "acme/app"})
+    config = parse_config({
+        "forges": [{"name": "f", "type": "github", "url": srv.url, "scope": {"kind": "repository", "name": "acme/app"},
+                    "token_env": "RS_EXPORT_TOKEN", "webhook_secret_envs": ["RS_EXPORT_TOKEN"]}],
+        "providers": [{"name": "p", "type": "memory"}],
+        "pools": [{"name": "x", "forge": "f", "provider": "p", "labels": ["linux", "self-hosted"],
+                   "warm": {"target_wait": "30s", "history": "7d"}}],
+    })
+    warm = WarmPools(config, PoolIndex(config))
+
+    async def go() -> int:
+        try:
+            return await rebuild(warm, {"f": a}, NOW + 1)
+        finally:
+            await a.aclose()
+
+    assert asyncio.run(go()) == 3  # ok, fail, cancel: finished within the 7 days
+    model = warm._pools["x"].model
+    assert [b.start for b in model.batches] == sorted(made[n].created_at for n in ("ok", "fail", "cancel"))
