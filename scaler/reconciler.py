@@ -145,6 +145,13 @@ class Reconciler:
             snap = dataclasses.replace(snap, warm=self.warm.target_idle(now))
         return snap
 
+    @property
+    def full_plan_due(self) -> float | None:
+        """When the full plan an event asked for falls due (it waits out
+        FULL_PLAN_GAP after the last one), or None when none is pending; a
+        replay on a virtual clock (scaler.sim) wakes the reconciler then."""
+        return self._last_full + FULL_PLAN_GAP if self._full_pending else None
+
     def _end_gap(self) -> None:
         self._gap_wake = None
         self.inbox.wake.set()

@@ -144,6 +144,7 @@ class Engine:
                     self.resyncs += 1
                     await self._settle()
                     seen = (self.world.version, self._fingerprint())
+                    next_reconcile = self._next_reconcile(now)
             if len(s.inbox) or self._refused or now >= next_reconcile:
                 await self._settle()
                 next_reconcile = self._next_reconcile(now)
@@ -191,9 +192,13 @@ class Engine:
         )
 
     def _next_reconcile(self, now: float) -> float:
-        """The reconciler's next timer tick at which a pass may change something."""
+        """The reconciler's next timer tick at which a pass may change something,
+        or sooner when a full plan waits out its gap (serve's loop is woken then)."""
         interval = self.config.timing.reconcile_interval
         due = now + interval
+        full = self.scaler.reconciler.full_plan_due
+        if full is not None:
+            due = min(due, max(full, math.nextafter(now, math.inf)))
         if not self.options.skip_quiet:
             return due
         deadline = self._deadline(now, horizon=now + DAY)

@@ -335,6 +335,11 @@ class SimForge:
     async def deregister(self, runner_id: int) -> None:
         self.world.deregister(runner_id)
 
+    async def delete_runner(self, runner_id: int) -> None:
+        # The runner of an instance that is over: gone already after its one
+        # job (ephemeral); a busy one is refused as the forge would.
+        self.world.deregister(runner_id)
+
     async def check(self) -> list[Finding]:
         return [Finding("ok", f"forge {self.name}", "simulated forge")]
 
