@@ -30,19 +30,18 @@ spending the budget the running scaler needs.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import math
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from scaler.errors import ForgePermanentError, ForgeTemporaryError, PermanentError
 from scaler.forges._common import iso_to_epoch, opt_int
 from scaler.forges.base import ForgeAdapter
 from scaler.trace.format import TraceJob
+from scaler.trace.progress import Progress
 
 T = TypeVar("T")
 PER_PAGE = 100  # GitHub's maximum
@@ -65,48 +64,6 @@ _FORGEJO_STATUS = {"success": "completed", "failure": "failed", "cancelled": "ab
 
 class ExportUnsupported(PermanentError):
     """The forge (or its version or scope) cannot list its job history."""
-
-
-class Progress:
-    """A one-line progress bar on a terminal; silent elsewhere."""
-
-    def __init__(self, stream: IO[str] | None = None, enabled: bool | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.requests = 0
-        self.jobs = 0
-        self.done = 0.0  # share of the work done, 0..1
-        self.note = ""
-        self._last = 0.0
-
-    def update(self, *, done: float | None = None, jobs: int | None = None, note: str | None = None) -> None:
-        if done is not None:
-            self.done = max(self.done, min(1.0, done))
-        if jobs is not None:
-            self.jobs = jobs
-        if note is not None:
-            self.note = note
-        self.draw()
-
-    def draw(self, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.1:
-            return
-        self._last = now
-        filled = int(self.done * 30)
-        bar = "#" * filled + "-" * (30 - filled)
-        self.stream.write(
-            f"\r[{bar}] {self.done:4.0%}  {self.requests} requests  {self.jobs} jobs  {self.note[:40]:<40}"
-        )
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.draw(force=True)
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 class History:
@@ -408,53 +365,3 @@ async def export(adapter: ForgeAdapter, since: float, until: float, repositories
     finally:
         if progress is not None:
             progress.close()
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from scaler.cli import _load
-    from scaler.durations import parse_duration
-    from scaler.forges import build_forge
-    from scaler.trace.format import write_trace
-
-    config = _load(args.config)
-    try:
-        span = parse_duration(args.since)
-    except ValueError as exc:
-        print(f"ERROR   --since: {exc}", file=sys.stderr)
-        return 2
-    names = [f.name for f in config.forges]
-    forge_name = args.forge or names[0]
-    if forge_name not in names:
-        print(f"ERROR   --forge: no forge named {forge_name!r} (have: {', '.join(names)})", file=sys.stderr)
-        return 2
-    for repo in args.repository or []:
-        if repo.count("/") != 1 or not all(repo.split("/")):
-            print(f"ERROR   --repository: {repo!r} is not owner/repo", file=sys.stderr)
-            return 2
-    try:
-        adapter = build_forge(config.forge(forge_name))
-    except (ValueError, OSError) as exc:
-        print(f"ERROR   {exc}", file=sys.stderr)
-        return 2
-    enabled = {"always": True, "never": False}.get(args.progress)
-    progress = Progress(sys.stderr, enabled)
-    now = time.time()
-
-    async def run() -> list[TraceJob]:
-        try:
-            return await export(adapter, now - span, now, args.repository, progress)
-        finally:
-            await adapter.aclose()
-
-    try:
-        jobs = asyncio.run(run())
-    except (ExportUnsupported, ForgePermanentError, ForgeTemporaryError) as exc:
-        print(f"ERROR   {exc}", file=sys.stderr)
-        return 1
-    if args.out == "-":
-        n = write_trace(jobs, sys.stdout)
-    else:
-        with open(args.out, "w", encoding="utf-8", newline="") as fh:
-            n = write_trace(jobs, fh)
-    print(f"{n} jobs written to {'standard output' if args.out == '-' else args.out}", file=sys.stderr)
-    return 0
