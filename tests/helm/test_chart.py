@@ -672,6 +672,7 @@ def test_schema_config_mirrors_the_scaler_config_model() -> None:
         (c.GitHubApp, forge["properties"]["github_app"]),
         (c.ProviderConfig, cfg["properties"]["providers"]["items"]),
         (c.PoolConfig, cfg["properties"]["pools"]["items"]),
+        (c.WarmConfig, cfg["properties"]["pools"]["items"]["properties"]["warm"]),
         (c.Limits, cfg["properties"]["limits"]),
         (c.Timing, cfg["properties"]["timing"]),
         (c.ServerConfig, cfg["properties"]["server"]),
