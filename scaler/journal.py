@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from scaler.changes import Changes
 from scaler.clock import Clock
 from scaler.domain.instance import Instance, InstanceState
 from scaler.domain.job import Job, JobState
@@ -61,6 +62,7 @@ class Story:
     started_at: float | None = None
     completed_at: float | None = None
     pool: str | None = None  # the pool the last plan gave it to
+    ran_on: str | None = None  # the pool of the instance it started on
     decided: bool = False  # a plan has looked at it
     instance: str | None = None
     runner_id: int | None = None
@@ -126,6 +128,9 @@ class Journal:
         self._waits: dict[str, float] = {}  # pool -> longest wait of a job started since take_waits()
         # Why no pool serves a job (None: one does); set by whoever wires the journal in.
         self.why: Callable[[Job], str | None] = lambda job: None
+        # What changed, for the UI's indexes: jobs (stories and store records) and instances.
+        self.job_changes: Changes[Key] = Changes()
+        self.instance_changes: Changes[str] = Changes()
 
     # --- reading -----------------------------------------------------------
 
@@ -152,6 +157,12 @@ class Journal:
 
     def set_pools(self, forge_of_pool: dict[str, str]) -> None:
         self._forge_of_pool = dict(forge_of_pool)
+
+    def new_store(self) -> None:
+        """The scaler made its store afresh (a rebuild): every job and
+        instance the UI knew may be gone."""
+        self.job_changes.mark_all()
+        self.instance_changes.mark_all()
 
     # --- the webhook route ---------------------------------------------------
 
@@ -200,8 +211,14 @@ class Journal:
             took = f" after {seconds(story.completed_at - story.started_at)}" if story.started_at else ""
             self._add(story, "completed", f"completed{took}")
 
+    def job_forgotten(self, job: Job) -> None:
+        """The store forgot a job (expired, or gone from the forge's queue):
+        its story stays, but what the UI shows of it changes."""
+        self.job_changes.mark(job.key)
+
     def instance_changed(self, old: Instance | None, new: Instance) -> None:
-        """An instance was planned, moved state, or had its record changed."""
+        """An instance was planned (or adopted), moved state, or had its record changed."""
+        self.instance_changes.mark(new.name)
         trail = self._trails.get(new.name)
         if trail is None:
             trail = self._trails[new.name] = _Trail(new.pool)
@@ -225,10 +242,11 @@ class Journal:
         if plan.placement is not None and plan.placement is self._placement and len(assigned) >= self._seen:
             for key, pool in assigned[self._seen :]:  # placed on top of the last plan: only the new ones
                 self.decisions[key] = pool
+                self.job_changes.mark(key)
                 if (story := self._open.get(key)) is not None:
                     self._decided(story, pool)
         else:
-            self.decisions = dict(assigned)
+            self.decisions = dict(assigned)  # a new dict: the UI's index diffs it with the one it last saw
             for story in list(self._open.values()):
                 self._decided(story, self.decisions.get(story.key))
         self._placement, self._seen = plan.placement, len(assigned)
@@ -237,12 +255,14 @@ class Journal:
 
     def _story(self, forge: str, job_id: int) -> Story:
         key = (forge, job_id)
+        self.job_changes.mark(key)
         story = self._stories.get(key)
         if story is None:
             story = self._stories[key] = Story(forge, job_id)
             if len(self._stories) > self.max_jobs:
                 _, gone = self._stories.popitem(last=False)
                 self._open.pop(gone.key, None)
+                self.job_changes.mark(gone.key)
         else:
             self._stories.move_to_end(key)
         return story
@@ -259,6 +279,7 @@ class Journal:
             story.elided += 1
         story.entries.append(Entry(at, kind, self._text(text)))
         story.updated_at = max(story.updated_at, at)
+        self.job_changes.mark(story.key)
 
     def _trail_add(self, trail: _Trail, kind: str, text: str) -> None:
         if trail.key is not None and (story := self._stories.get(trail.key)) is not None:
@@ -315,6 +336,7 @@ class Journal:
         waited = f" after waiting {seconds(wait)}" if wait is not None else ""
         self._add(story, "started", f"started on runner {runner or '?'}{waited}")
         pool = trail.pool if trail is not None else story.pool
+        story.ran_on = pool
         if pool is not None and wait is not None:
             self._waits[pool] = max(self._waits.get(pool, 0.0), wait)
 
@@ -333,6 +355,8 @@ _ARRIVED = {
 
 def _instance_text(old: Instance | None, new: Instance, now: float) -> tuple[str, str] | None:
     """The entry an instance change is worth, if any."""
+    if old is None and new.state is not S.PENDING:  # found on the provider (after a restart), not planned
+        return "instance", f"instance {new.name} of pool {new.pool} found on {new.provider} ({new.state}): adopted"
     if old is None:
         made_for = " for this job" if new.job_id is not None else " (free supply)"
         return "instance", f"instance {new.name} planned in pool {new.pool} on {new.provider}{made_for}"
@@ -370,6 +394,7 @@ def attach(journal: Journal, store: Store, reconciler: Reconciler) -> None:
 
     index, config = reconciler.index, reconciler.config
     store.observer = journal
+    journal.new_store()
     reconciler.on_plan = journal.planned
     journal.why = lambda job: None if index.candidates(job) else explain_job(job, config)[1]
 

@@ -87,6 +87,8 @@ class StoreObserver(Protocol):
 
     def job_changed(self, old: Job | None, new: Job) -> None: ...
 
+    def job_forgotten(self, job: Job) -> None: ...
+
     def instance_changed(self, old: Instance | None, new: Instance) -> None: ...
 
 
@@ -198,12 +200,17 @@ class Store:
         longest = max((p.max_lifetime for p in self.config.pools), default=0.0) + ttl
         stale = [k for k, j in self.jobs.items() if self._stale(j, now, ttl, longest)]
         for key in stale:
-            del self.jobs[key]
-            self.queued_seen.pop(key, None)
-            self.in_progress.pop(key, None)
+            self._forget_job(key)
         for name in [n for n, t in self.tombstones.items() if t < now - ttl]:
             del self.tombstones[name]
         return bool(stale)
+
+    def _forget_job(self, key: tuple[str, int]) -> None:
+        job = self.jobs.pop(key, None)
+        self.queued_seen.pop(key, None)
+        self.in_progress.pop(key, None)
+        if job is not None and self.observer is not None:
+            self.observer.job_forgotten(job)
 
     def _stale(self, job: Job, now: float, ttl: float, longest: float) -> bool:
         if job.state is JobState.COMPLETED:
@@ -270,8 +277,7 @@ class Store:
                 # Gone from the queue and not reported since the listing began:
                 # taken by a runner or cancelled. Reports will say which.
                 if key[0] == e.forge and key not in listed and seen < e.started_at:
-                    self.jobs.pop(key, None)
-                    self.queued_seen.pop(key, None)
+                    self._forget_job(key)
             for job in e.queued:
                 self._merge_job(job, now, now)
             for name, claim in list(self.claims.items()):
@@ -375,6 +381,8 @@ class Store:
             last_error=info.reason,
         )
         self.instances[info.name] = inst
+        if self.observer is not None:
+            self.observer.instance_changed(None, inst)
         log.info("instance adopted", instance=info.name, pool=inst.pool, state=str(state))
 
     def _minted(self, e: ev.Minted, now: float) -> None:
