@@ -362,7 +362,7 @@ class UIConfig(_Model):
     check_interval: BoundedDuration = 60.0  # re-probe forges and providers (`check`) while a page is open; 0: never
     journal_jobs: int = Field(default=2000, ge=10, le=100_000)  # job stories kept
     journal_entries: int = Field(default=32, ge=8, le=256)  # entries per story
-    page_rows: int = Field(default=200, ge=10, le=5000)  # rows per table
+    page_rows: int = Field(default=100, ge=10, le=5000)  # rows per page of a table
 
     @model_validator(mode="after")
     def _bounds(self) -> UIConfig:

@@ -178,10 +178,11 @@ def test_hostile_query_is_escaped(pool: str, state: str, make_live_once: Any) ->
     """Whatever the query string holds, the pages answer 200 and never echo markup unescaped."""
     # A marker no template holds: echoed unescaped, either value would show it.
     pool, state = "<zq" + pool, "<zq" + state
-    for page in ("/ui/instances", "/ui/jobs"):
-        r = make_live_once.client.get(page, params={"pool": pool, "state": state})
-        assert r.status_code == 200
-        assert "<zq" not in r.text
+    for page in ("/ui/instances", "/ui/jobs", "/ui/"):
+        for page_no in ("", "2", "-1", "99999999999", "x"):
+            r = make_live_once.client.get(page, params={"pool": pool, "state": state, "page": page_no})
+            assert r.status_code == 200
+            assert "<zq" not in r.text
 
 
 @pytest.fixture(scope="module")

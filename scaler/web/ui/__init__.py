@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, Router
@@ -23,13 +24,16 @@ from scaler.app import Scaler
 from scaler.loops import guarded_loop
 from scaler.web.ui import jobs as job_views
 from scaler.web.ui import views
+from scaler.web.ui.charts import Chart
 from scaler.web.ui.gate import Gate, credentials, is_loopback
 from scaler.web.ui.history import History, take_sample
+from scaler.web.ui.index import Indexes
 from scaler.web.ui.probes import Probes
 
 HERE = Path(__file__).parent
 HTMX = "htmx-2.0.11.min.js"
 SAMPLER = "ui-sampler"
+POOL_ROWS = 50  # pools per overview page: each row carries two charts
 
 
 def _env() -> jinja2.Environment:
@@ -40,7 +44,17 @@ def _env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["num"] = _num
     return env
+
+
+def _num(value: object) -> Markup:
+    """A count for a table cell: zero and none greyed out."""
+    if value is None:
+        return Markup('<span class="zero">—</span>')
+    if value == 0:
+        return Markup('<span class="zero">0</span>')
+    return escape(value)
 
 
 class UI:
@@ -49,6 +63,7 @@ class UI:
         self.settings = scaler.config.ui
         self.history = History(self.settings.sample_interval)
         self.probes = Probes(scaler, self.settings.check_interval)
+        self.indexes = Indexes(scaler)
         self.templates = Jinja2Templates(env=_env())
         self._task: asyncio.Task[None] | None = None
 
@@ -56,7 +71,7 @@ class UI:
 
     async def start(self) -> None:
         async def sample() -> None:
-            take_sample(self.scaler, self.history)
+            await take_sample(self.scaler, self.history, self.indexes, self._spark)
 
         loop = guarded_loop(SAMPLER, self.settings.sample_interval, sample, self.scaler.heartbeats)
         self._task = asyncio.create_task(loop, name=SAMPLER)
@@ -68,6 +83,12 @@ class UI:
                 await self._task
         self.scaler.heartbeats.unregister(SAMPLER)
         await self.probes.close()
+
+    def _spark(self, c: Chart, kind: str, label: str) -> Markup:
+        """A chart drawn by the templates' own (autoescaped) macro."""
+        drawn = self.templates.env.get_template("_macros.html").module.spark(c, kind, label)  # type: ignore[attr-defined]
+        assert isinstance(drawn, Markup)  # the autoescaping engine's own output, escaped as it was made
+        return drawn
 
     # --- routes ------------------------------------------------------------
 
@@ -104,23 +125,33 @@ class UI:
         response.headers["vary"] = "HX-Request"
         return response
 
+    # Each page first catches the indexes up (a few ms of work at a time,
+    # shared by every tab), then reads only the rows it shows.
+
     async def overview(self, request: Request) -> Response:
         self.probes.ask()
-        return self._render(request, "overview", views.overview(self.scaler, self.history, self.probes))
+        await self.indexes.catch_up()
+        data = views.overview(self.scaler, self.indexes, self.history, self.probes, _page(request), POOL_ROWS)
+        return self._render(request, "overview", data)
 
     async def instances(self, request: Request) -> Response:
         pool, state = _param(request, "pool"), _param(request, "state")
-        data = views.instances(self.scaler, pool, state, self.settings.page_rows)
+        await self.indexes.catch_up()
+        data = views.instances(
+            self.scaler, self.indexes.instances, pool, state, _page(request), self.settings.page_rows
+        )
         return self._render(request, "instances", data)
 
     async def jobs(self, request: Request) -> Response:
         pool, state = _param(request, "pool"), _param(request, "state")
-        data = job_views.jobs(self.scaler, state, pool, self.settings.page_rows)
+        await self.indexes.catch_up()
+        data = job_views.jobs(self.scaler, self.indexes, state, pool, _page(request), self.settings.page_rows)
         return self._render(request, "jobs", data)
 
     async def job(self, request: Request) -> Response:
         forge, job_id = request.path_params["forge"], request.path_params["job_id"]
-        data = job_views.story(self.scaler, forge, job_id)
+        await self.indexes.catch_up()
+        data = job_views.story(self.scaler, self.indexes, forge, job_id)
         if data is None:
             return PlainTextResponse(
                 f"no job {job_id} of forge {forge!r} is known (the journal keeps recent jobs only)\n", 404
@@ -132,6 +163,12 @@ def _param(request: Request, name: str) -> str | None:
     # Only used to compare with known names; bounded so a hostile URL is cheap.
     value = request.query_params.get(name, "")[:100]
     return value or None
+
+
+def _page(request: Request) -> int:
+    """``?page=N`` (from 1); anything else is the first page."""
+    value = request.query_params.get("page", "")[:9]
+    return int(value) if value.isdigit() and value.isascii() else 1
 
 
 def ui_warnings(scaler: Scaler, host: str) -> list[str]:

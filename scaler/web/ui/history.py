@@ -1,41 +1,77 @@
 """The last hour of queue depth and job wait per pool, for the overview's charts.
 
 A sample every ``ui.sample_interval`` (a guarded loop with a heartbeat, so a
-dead sampler fails ``/healthz`` like any loop); kept in a ring per pool, so
-memory is bounded by pools x (an hour / the interval).
+dead sampler fails ``/healthz`` like any loop); kept in a ring per pool of at
+most ``POINTS`` slots, each the highest of the samples in its slice of the
+hour, so memory is bounded by pools x points and a chart is drawn from that
+many. The charts are drawn once per sample, a few ms of work at a time, and
+pages show the last drawing.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup
 
 from scaler.app import Scaler
+from scaler.durations import format_duration
+from scaler.web.ui.charts import POINTS, Chart, chart
+from scaler.web.ui.index import Indexes, sliced
 
 WINDOW = 3600.0
+# Draws a chart as SVG: the UI's autoescaped ``spark`` macro, so the pages
+# reuse its output as it is instead of rendering every point each refresh.
+Render = Callable[[Chart, str, str], Markup]
+QUEUE_LABEL, WAIT_LABEL = "queued jobs, last hour", "longest wait in seconds, last hour"
 
 
 @dataclass(frozen=True, slots=True)
 class Sample:
     at: float
-    queued: int  # the pool's `queued` (as /api/v1/pools says it)
+    queued: int  # the pool's waiting jobs: assigned to it, or held back at it
     oldest: float  # how long the longest-waiting job for this pool has waited
     started: float | None  # the longest wait of a job that started since the last sample
+
+
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    queue: Chart
+    wait: Chart
+    queue_svg: Markup
+    wait_svg: Markup
+    span: str  # how much time the charts cover
+
+
+EMPTY = Drawn(chart([], 0.0, 1.0), chart([], 0.0, 1.0), Markup(""), Markup(""), "")
 
 
 class History:
     def __init__(self, every: float, window: float = WINDOW) -> None:
         self.every = every
         self.window = window
-        self._size = math.ceil(window / every) + 1
+        self.slot = max(every, window / POINTS)  # the time one kept sample stands for
+        self._size = math.ceil(window / self.slot) + 1
         self._pools: dict[str, deque[Sample]] = {}
+        self.drawn: dict[str, Drawn] = {}
+        # What only ``pool_stats()`` knows (``warm``), as of the last sample.
+        self.extras: dict[str, dict[str, Any]] = {}
 
     def add(self, pool: str, sample: Sample) -> None:
         ring = self._pools.get(pool)
         if ring is None:
             ring = self._pools[pool] = deque(maxlen=self._size)
-        ring.append(sample)
+        if ring and sample.at // self.slot == ring[-1].at // self.slot:  # same slot: keep the highest
+            last = ring[-1]
+            started = max(last.started or 0.0, sample.started) if sample.started is not None else last.started
+            sample = Sample(sample.at, max(last.queued, sample.queued), max(last.oldest, sample.oldest), started)
+            ring[-1] = sample
+        else:
+            ring.append(sample)
 
     def series(self, pool: str, now: float) -> list[Sample]:
         return [s for s in self._pools.get(pool, ()) if s.at >= now - self.window]
@@ -46,43 +82,35 @@ class History:
         first = min((ring[0].at for ring in self._pools.values() if ring), default=now)
         return max(now - self.window, min(first, now - 30 * self.every))
 
-
-@dataclass(slots=True)
-class PoolQueue:
-    """One pool's share of the queued jobs, from the last plan's decisions."""
-
-    assigned: int = 0  # given to this pool
-    held: int = 0  # it may serve them, but no pool had room (counted at the first that may)
-    oldest: float = 0.0  # how long the longest-waiting of them has waited
-
-
-def queue_by_pool(scaler: Scaler, now: float) -> dict[str, PoolQueue]:
-    decisions = scaler.journal.decisions if scaler.journal is not None else {}
-    out: dict[str, PoolQueue] = {}
-    for job in scaler.store.queued_jobs():
-        pool = decisions.get(job.key)
-        held = pool is None
-        if pool is None:
-            candidates = scaler.reconciler.index.candidates(job)
-            if not candidates:
-                continue  # unserved: no pool's business
-            pool = candidates[0].name
-        q = out.get(pool)
-        if q is None:
-            q = out[pool] = PoolQueue()
-        q.held += held
-        q.assigned += not held
-        if job.queued_at is not None:
-            q.oldest = max(q.oldest, now - job.queued_at)
-    return out
+    def draw(self, pool: str, start: float, now: float, render: Render) -> None:
+        series = self.series(pool, now)
+        queue = chart([(s.at, s.queued) for s in series], start, now, step=True)
+        wait = chart(
+            [(s.at, s.oldest) for s in series],
+            start,
+            now,
+            dots=[(s.at, s.started) for s in series if s.started is not None],
+        )
+        svg = render(queue, "queue", QUEUE_LABEL), render(wait, "wait", WAIT_LABEL)
+        self.drawn[pool] = Drawn(queue, wait, *svg, format_duration(round(now - start)))
 
 
-def take_sample(scaler: Scaler, history: History) -> None:
+def _warm_configured(scaler: Scaler) -> bool:
+    return any(getattr(p, "warm", None) for p in scaler.config.pools)
+
+
+async def take_sample(scaler: Scaler, history: History, indexes: Indexes, render: Render) -> None:
+    await indexes.catch_up()
     now = scaler.clock.now()
-    stats = scaler.pool_stats()
-    queues = queue_by_pool(scaler, now)
+    jobs = indexes.jobs
     started = scaler.journal.take_waits() if scaler.journal is not None else {}
-    for name, pool in stats.items():
-        queued = pool.get("queued")
-        oldest = queues[name].oldest if name in queues else 0.0
-        history.add(name, Sample(now, int(queued) if isinstance(queued, int) else 0, oldest, started.get(name)))
+    names = [p.name for p in scaler.config.pools]
+    for name in names:  # (counters: one look-up per pool)
+        queued = jobs.in_bucket("assigned", pool=name) + jobs.in_bucket("held", pool=name)
+        first = jobs.oldest_queued_at(name)
+        oldest = max(0.0, now - first) if first is not None else 0.0
+        history.add(name, Sample(now, queued, oldest, started.get(name)))
+    if _warm_configured(scaler):  # pool_stats() walks every instance: only when it has something to add
+        history.extras = {n: {"warm": s.get("warm")} for n, s in scaler.pool_stats().items()}
+    start = history.start(now)
+    await sliced(names, lambda name: history.draw(name, start, now, render))

@@ -4,31 +4,28 @@ job without a runner, why (``scaler.explain.explain_job``)."""
 
 from __future__ import annotations
 
-from collections import Counter
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlencode
 
 from scaler.app import Scaler
 from scaler.config import PoolConfig
-from scaler.domain.job import Job, JobState
-from scaler.explain import explain_job
+from scaler.domain.job import Job
 from scaler.journal import Key, Story
-from scaler.web.ui.fmt import age, clock_time, iso, masked
-from scaler.web.ui.views import S
+from scaler.web.ui.fmt import Pager, age, clock_time, iso, job_link, masked
+from scaler.web.ui.index import WAITING_BUCKETS, Indexes, InstanceIndex, job_of, job_state, last_news
 
-# Waiting first, longest wait first (what an operator came for), then
-# running, then finished, the latest news first.
-_GROUP = {"unserved": 0, "queued": 0, "in_progress": 1, "completed": 2, "gone": 3}
 FILTERS = ("waiting", "queued", "unserved", "in_progress", "completed", "gone")
 
 
 class Caps:
-    """Why a matched job has no pool now: each candidate pool's limit."""
+    """Why a matched job has no pool now: each candidate pool's limit (the
+    counts from the instance index, the limits from the config)."""
 
-    def __init__(self, scaler: Scaler, now: float) -> None:
+    def __init__(self, scaler: Scaler, instances: InstanceIndex, now: float) -> None:
         store, config = scaler.store, scaler.config
-        self.live = Counter(i.pool for i in store.instances.values() if i.state is not S.FAILED or i.provisioned)
-        self.by_provider = Counter(i.provider for i in store.instances.values())
-        self.total = len(store.instances)
+        self.instances = instances
+        self.total = instances.count()
         self.limit = config.limits.max_instances
         self.caps = {p.name: p.max_instances for p in config.providers}
         self.unavailable = {n for n, h in store.providers.items() if not h.synced or h.unhealthy_until > now}
@@ -36,13 +33,17 @@ class Caps:
     def why_held(self, candidates: tuple[PoolConfig, ...]) -> str:
         parts = []
         for p in candidates:
-            cap = self.caps.get(p.provider)
+            cap, live, used = (
+                self.caps.get(p.provider),
+                self.instances.live(p.name),
+                self.instances.of_provider(p.provider),
+            )
             if p.provider in self.unavailable:
                 parts.append(f"{p.name}: provider {p.provider} unavailable (not listed yet or failing)")
-            elif self.live[p.name] >= p.max:
-                parts.append(f"{p.name}: at its max ({self.live[p.name]}/{p.max})")
-            elif cap is not None and self.by_provider[p.provider] >= cap:
-                parts.append(f"{p.name}: provider {p.provider} at its cap ({self.by_provider[p.provider]}/{cap})")
+            elif live >= p.max:
+                parts.append(f"{p.name}: at its max ({live}/{p.max})")
+            elif cap is not None and used >= cap:
+                parts.append(f"{p.name}: provider {p.provider} at its cap ({used}/{cap})")
             elif self.total >= self.limit:
                 parts.append(f"{p.name}: global cap limits.max_instances reached ({self.total}/{self.limit})")
             else:
@@ -50,65 +51,38 @@ class Caps:
         return "; ".join(parts)
 
 
-def _job_of(story: Story | None, job: Job | None, key: Key) -> Job:
-    if job is not None:
-        return job
-    assert story is not None
-    return Job(key[0], key[1], story.repository, story.labels, JobState.QUEUED)
-
-
-def _state(story: Story | None, job: Job | None) -> str:
-    if job is not None:
-        return str(job.state)
-    assert story is not None
-    if story.state == "queued" and any(e.kind == "queued" for e in story.entries):
-        return "gone"  # the store saw it queued and has forgotten it: it left the forge's queue
-    return story.state
-
-
 class _Decider:
-    def __init__(self, scaler: Scaler, now: float) -> None:
-        self.scaler = scaler
-        self.caps = Caps(scaler, now)
-        self.decisions = scaler.journal.decisions if scaler.journal is not None else {}
-        self._why: dict[tuple[str, str, tuple[str, ...]], str] = {}
+    def __init__(self, scaler: Scaler, indexes: Indexes, now: float) -> None:
+        self.scaler, self.indexes, self.now = scaler, indexes, now
+        self._caps: Caps | None = None
+        self.explain = indexes.explain
 
-    def explain(self, job: Job) -> str:
-        k = (job.forge, job.repository, job.labels)
-        if k not in self._why:
-            self._why[k] = explain_job(job, self.scaler.config)[1]
-        return self._why[k]
-
-    def decide(self, state: str, job: Job, story: Story | None) -> tuple[str, str, str | None]:
-        """(kind, text, pool) of the pool decision for one job."""
-        store = self.scaler.store
-        runner = job.runner_name or (story.runner_name if story else None)
-        if state in ("in_progress", "completed"):
-            inst = store.instances.get(runner or "")
-            pool = inst.pool if inst else (story.pool if story else None)
+    def decide(self, bucket: str, pool: str | None, job: Job, story: Story | None) -> tuple[str, str]:
+        """(kind, text) of the pool decision for one job."""
+        if bucket in ("in_progress", "completed"):
+            runner = job.runner_name or (story.runner_name if story else None)
             where = f"pool {pool}" if pool else "a runner"
-            return "ran", f"ran on {where}" + (f" · runner {runner}" if runner else ""), pool
-        if state == "gone":
-            return "gone", "left the forge's queue before any report (taken elsewhere or cancelled)", None
-        pool = self.decisions.get(job.key)
-        if pool is not None:
-            return "pool", f"given to pool {pool}", pool
-        candidates = self.scaler.reconciler.index.candidates(job)
-        if not candidates:
+            return "ran", f"ran on {where}" + (f" · runner {runner}" if runner else "")
+        if bucket == "gone":
+            return "gone", "left the forge's queue before any report (taken elsewhere or cancelled)"
+        if bucket == "assigned":
+            return "pool", f"given to pool {pool}"
+        if bucket == "unserved":
             why = story.why if story is not None and story.why else self.explain(job)
-            return "unserved", f"no pool serves it: {why}", None  # the table shows the head, the story all
-        return "held", f"held back — {self.caps.why_held(candidates)}", candidates[0].name
+            return "unserved", f"no pool serves it: {why}"  # the table shows the head, the story all
+        if self._caps is None:
+            self._caps = Caps(self.scaler, self.indexes.instances, self.now)
+        return "held", f"held back — {self._caps.why_held(self.scaler.reconciler.index.candidates(job))}"
 
 
 def _row(d: _Decider, key: Key, story: Story | None, job: Job | None, now: float) -> dict[str, Any]:
-    """The facts of one row, cheap enough for every known job (sorting and
-    counting need them all); :func:`_present` dresses the rows shown."""
-    state = _state(story, job)
-    j = _job_of(story, job, key)
-    kind, text, pool = d.decide(state, j, story)
+    """The facts of one row shown (the index has placed and counted it)."""
+    bucket, pool = d.indexes.jobs.where(key, story, job)
+    j = job_of(story, job, key)
+    kind, text = d.decide(bucket, pool, j, story)
     queued_at = (story.queued_at if story else None) or j.queued_at
     started_at = j.started_at or (story.started_at if story else None)
-    completed_at = j.completed_at or (story.completed_at if story else None)
+    state = "unserved" if bucket == "unserved" else job_state(story, job)
     if queued_at is None:
         wait = None
     elif started_at is not None:
@@ -116,100 +90,76 @@ def _row(d: _Decider, key: Key, story: Story | None, job: Job | None, now: float
     else:
         wait = None if state in ("completed", "gone") else now - queued_at
     instance = (story.instance if story else None) or j.runner_name
-    news = (story.updated_at if story else None, queued_at, started_at, completed_at)
-    last = max((t for t in news if t is not None), default=now)
     return {
         "forge": key[0],
         "id": key[1],
         "job": j,
-        "state": "unserved" if kind == "unserved" and state == "queued" else state,
+        "state": state,
         "decision": kind,
         "raw": text,
         "pool": pool,
         "wait_raw": wait,
-        "wait_s": wait or 0.0,
-        "waiting": started_at is None and state in ("queued", "unserved"),
+        "waiting": started_at is None and bucket in WAITING_BUCKETS,
         "instance": instance,
         "instance_live": instance in d.scaler.store.instances if instance else False,
         "queued_raw": queued_at,
-        "last": last,
+        "last": last_news(story, job) or now,
     }
 
 
 def _present(row: dict[str, Any], now: float) -> dict[str, Any]:
-    text, wait, job = row["raw"], row["wait_raw"], row["job"]
+    wait, job = row["wait_raw"], row["job"]
+    text = masked(row["raw"])
     return {
         **row,
+        "link": job_link(row["forge"], row["id"]),
+        "state_label": row["state"].replace("_", " "),
+        "instance_link": f"/ui/instances?{urlencode({'pool': row['pool'] or ''})}" if row["instance_live"] else "",
         "repository": job.repository,
         "labels": ", ".join(job.labels),
-        "text": masked(text),
+        "text": text,
         # explain's reason up to its own colon: "no label match", "repository not allowed"
-        "short": masked(":".join(text.split(":", 2)[:2])) if row["decision"] == "unserved" else "",
+        "short": ":".join(text.split(":", 2)[:2]) if row["decision"] == "unserved" else "",
         "wait": age(now - wait, now) if wait is not None else "",
         "queued_at": clock_time(row["queued_raw"], now),
         "updated": age(row["last"], now),
     }
 
 
-def _keys(scaler: Scaler) -> dict[Key, Story | None]:
-    found: dict[Key, Story | None] = {}
-    if scaler.journal is not None:
-        found = {s.key: s for s in scaler.journal.stories()}
-    for key in (*scaler.store.queued_seen, *scaler.store.in_progress):
-        found.setdefault(key, None)
-    return found
-
-
-def _light(scaler: Scaler, key: Key, story: Story | None, job: Job | None, now: float) -> tuple[Any, ...]:
-    """What sorting, counting and filtering by state need, and no more: the
-    page builds this for every known job each refresh, the full row only
-    for the rows it shows."""
-    state = _state(story, job)
-    if state == "queued" and not scaler.reconciler.index.candidates(_job_of(story, job, key)):
-        state = "unserved"
-    queued_at = (story.queued_at if story else None) or (job.queued_at if job else None)
-    started_at = (job.started_at if job else None) or (story.started_at if story else None)
-    waiting = started_at is None and state in ("queued", "unserved")
-    if waiting:
-        order = -(now - queued_at) if queued_at is not None else 0.0
-    else:
-        order = -((story.updated_at if story else None) or started_at or queued_at or now)
-    return (_GROUP.get(state, 9), order, state, waiting, key, story, job)
-
-
-def jobs(scaler: Scaler, state: str | None, pool: str | None, limit: int) -> dict[str, Any]:
+def jobs(
+    scaler: Scaler, indexes: Indexes, state: str | None, pool: str | None, page: int, limit: int
+) -> dict[str, Any]:
+    """One page of jobs, read from the index (caught up by the caller): the
+    work is the rows shown, whatever the number of jobs."""
     now = scaler.clock.now()
-    d = _Decider(scaler, now)
-    light = [_light(scaler, key, story, scaler.store.jobs.get(key), now) for key, story in _keys(scaler).items()]
-    counts = Counter(item[2] for item in light)
-    counts["waiting"] = counts["queued"] + counts["unserved"]
-    if state == "waiting":
-        light = [item for item in light if item[3]]
-    elif state:
-        light = [item for item in light if item[2] == state]
-    light.sort(key=lambda item: (item[0], item[1]))
-    if pool:  # the pool needs the decision: only for the jobs the state filter left
-        rows = [r for item in light if (r := _row(d, item[4], item[5], item[6], now))["pool"] == pool]
-    else:
-        rows = [_row(d, item[4], item[5], item[6], now) for item in light[:limit]]
+    index, d = indexes.jobs, _Decider(scaler, indexes, now)
+    matching = index.count(state, pool)
+    pager = Pager(page, limit, matching)
+    journal = indexes.journal
+    rows = []
+    for key in index.keys(state, pool, pager.offset, limit):
+        story, job = journal.story(*key), scaler.store.jobs.get(key)
+        if story is not None or job is not None:  # (changed since the catch-up: shown at the next refresh)
+            rows.append(SimpleNamespace(**_present(_row(d, key, story, job, now), now)))
     return {
-        "rows": [_present(r, now) for r in rows[:limit]],
-        "matching": len(rows) if pool else len(light),
+        "rows": rows,
+        "matching": matching,
+        "pager": pager,
         "state": state or "",
         "pool": pool or "",
         "pools": [p.name for p in scaler.config.pools],
-        "filters": [(f, counts.get(f, 0)) for f in FILTERS],
+        "filters": [(f, index.count(f, pool)) for f in FILTERS],
     }
 
 
-def story(scaler: Scaler, forge: str, job_id: int) -> dict[str, Any] | None:
+def story(scaler: Scaler, indexes: Indexes, forge: str, job_id: int) -> dict[str, Any] | None:
     now = scaler.clock.now()
     key = (forge, job_id)
     found = scaler.journal.story(forge, job_id) if scaler.journal is not None else None
     job = scaler.store.jobs.get(key)
     if found is None and job is None:
         return None
-    d = _Decider(scaler, now)
+    d = _Decider(scaler, indexes, now)
     row = _present(_row(d, key, found, job, now), now)
     entries = found.entries if found is not None else []
     zero = (found.queued_at if found is not None else None) or (entries[0].at if entries else now)
@@ -233,5 +183,5 @@ def story(scaler: Scaler, forge: str, job_id: int) -> dict[str, Any] | None:
         "runner_id": inst.runner_id
         if inst is not None and inst.runner_id is not None
         else (found.runner_id if found else None),
-        "explain": masked(d.explain(_job_of(found, job, key))) if no_runner else None,
+        "explain": masked(d.explain(job_of(found, job, key))) if no_runner else None,
     }
