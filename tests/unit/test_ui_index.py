@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from scaler.changes import Changes
-from scaler.web.ui import index as index_module
 from scaler.web.ui import jobs as job_views
+from scaler.web.ui import slices
 from scaler.web.ui.charts import POINTS, thin
 from scaler.web.ui.fmt import Pager
 from scaler.web.ui.history import History, Sample
@@ -126,7 +126,7 @@ async def test_a_refresh_reads_only_the_rows_it_shows(monkeypatch: pytest.Monkey
     monkeypatch.setattr(job_views, "_row", lambda *a: built.append(1) or row(*a))
     monkeypatch.setattr(JobIndex, "redo", lambda self, key: redone.append(key) or redo(self, key))
     await idx.catch_up()
-    page = job_views.jobs(h.scaler, idx, "waiting", None, 3, 10)
+    page = await job_views.jobs(h.scaler, idx, "waiting", None, 3, 10)
     assert (len(built), redone) == (10, [])
     assert page["matching"] == 300 and page["pager"].first == 21 and len(page["rows"]) == 10
     waits = [r.id for r in page["rows"]]
@@ -145,7 +145,7 @@ async def test_catch_up_gives_the_loop_back_and_is_shared(monkeypatch: pytest.Mo
         h.queue()
     await h.sync()
     idx = Indexes(h.scaler)
-    monkeypatch.setattr(index_module, "SLICE_S", 0.0)  # a slice per key
+    monkeypatch.setattr(slices, "SLICE_S", 0.0)  # a slice per key
     redone: list[object] = []
     redo = JobIndex.redo
     monkeypatch.setattr(JobIndex, "redo", lambda self, key: redone.append(key) or redo(self, key))

@@ -264,8 +264,12 @@ async def test_stop_does_not_wait_for_ever_on_a_loop_that_ignores_cancel(monkeyp
     monkeypatch.setattr(app_module, "STOP_GRACE", 0.05)
     config = parse_config(base_config())
     provider = Stubborn(ProviderSettings("mem", "memory", "rs", {}))
-    scaler = Scaler(config, forges={"fake": FakeForge(config.forges[0], FakeForgeState(secret=SECRET))},
-                    providers={"mem": provider}, clock=SystemClock())
+    scaler = Scaler(
+        config,
+        forges={"fake": FakeForge(config.forges[0], FakeForgeState(secret=SECRET))},
+        providers={"mem": provider},
+        clock=SystemClock(),
+    )
     await scaler.start()
     await asyncio.sleep(0)  # the watch task reaches its first wait
     with structlog.testing.capture_logs() as logs:

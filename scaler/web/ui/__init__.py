@@ -15,10 +15,9 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from scaler.app import Scaler
 from scaler.loops import guarded_loop
@@ -29,6 +28,7 @@ from scaler.web.ui.gate import Gate, credentials, is_loopback
 from scaler.web.ui.history import History, take_sample
 from scaler.web.ui.index import Indexes
 from scaler.web.ui.probes import Probes
+from scaler.web.ui.slices import render
 
 HERE = Path(__file__).parent
 HTMX = "htmx-2.0.11.min.js"
@@ -64,12 +64,14 @@ class UI:
         self.history = History(self.settings.sample_interval)
         self.probes = Probes(scaler, self.settings.check_interval)
         self.indexes = Indexes(scaler)
-        self.templates = Jinja2Templates(env=_env())
+        self.env = _env()
         self._task: asyncio.Task[None] | None = None
 
     # --- life cycle (the web app's lifespan) -------------------------------
 
     async def start(self) -> None:
+        for name in self.env.list_templates():  # compiled now, not in the first refresh of each page
+            self.env.get_template(name)
         async def sample() -> None:
             await take_sample(self.scaler, self.history, self.indexes, self._spark)
 
@@ -86,7 +88,7 @@ class UI:
 
     def _spark(self, c: Chart, kind: str, label: str) -> Markup:
         """A chart drawn by the templates' own (autoescaped) macro."""
-        drawn = self.templates.env.get_template("_macros.html").module.spark(c, kind, label)  # type: ignore[attr-defined]
+        drawn = self.env.get_template("_macros.html").module.spark(c, kind, label)  # type: ignore[attr-defined]
         assert isinstance(drawn, Markup)  # the autoescaping engine's own output, escaped as it was made
         return drawn
 
@@ -104,7 +106,7 @@ class UI:
         )
         return Mount("/ui", app=Gate(router, self.settings, credentials(self.settings)))
 
-    def _render(self, request: Request, page: str, context: dict[str, Any], status: int = 200) -> Response:
+    async def _render(self, request: Request, page: str, context: dict[str, Any], status: int = 200) -> Response:
         live = request.headers.get("hx-request") == "true"
         query = request.url.query
         scaler = self.scaler
@@ -121,7 +123,8 @@ class UI:
             "journal_max": self.settings.journal_jobs,
         }
         name = f"_{page}.html" if live else f"{page}.html"
-        response = self.templates.TemplateResponse(request, name, context, status_code=status)
+        body = await render(self.env.get_template(name), context)
+        response = HTMLResponse(body, status_code=status)
         response.headers["vary"] = "HX-Request"
         return response
 
@@ -131,22 +134,22 @@ class UI:
     async def overview(self, request: Request) -> Response:
         self.probes.ask()
         await self.indexes.catch_up()
-        data = views.overview(self.scaler, self.indexes, self.history, self.probes, _page(request), POOL_ROWS)
-        return self._render(request, "overview", data)
+        data = await views.overview(self.scaler, self.indexes, self.history, self.probes, _page(request), POOL_ROWS)
+        return await self._render(request, "overview", data)
 
     async def instances(self, request: Request) -> Response:
         pool, state = _param(request, "pool"), _param(request, "state")
         await self.indexes.catch_up()
-        data = views.instances(
+        data = await views.instances(
             self.scaler, self.indexes.instances, pool, state, _page(request), self.settings.page_rows
         )
-        return self._render(request, "instances", data)
+        return await self._render(request, "instances", data)
 
     async def jobs(self, request: Request) -> Response:
         pool, state = _param(request, "pool"), _param(request, "state")
         await self.indexes.catch_up()
-        data = job_views.jobs(self.scaler, self.indexes, state, pool, _page(request), self.settings.page_rows)
-        return self._render(request, "jobs", data)
+        data = await job_views.jobs(self.scaler, self.indexes, state, pool, _page(request), self.settings.page_rows)
+        return await self._render(request, "jobs", data)
 
     async def job(self, request: Request) -> Response:
         forge, job_id = request.path_params["forge"], request.path_params["job_id"]
@@ -156,7 +159,7 @@ class UI:
             return PlainTextResponse(
                 f"no job {job_id} of forge {forge!r} is known (the journal keeps recent jobs only)\n", 404
             )
-        return self._render(request, "job", data)
+        return await self._render(request, "job", data)
 
 
 def _param(request: Request, name: str) -> str | None:

@@ -21,7 +21,8 @@ from markupsafe import Markup
 from scaler.app import Scaler
 from scaler.durations import format_duration
 from scaler.web.ui.charts import POINTS, Chart, chart
-from scaler.web.ui.index import Indexes, sliced
+from scaler.web.ui.index import Indexes
+from scaler.web.ui.slices import sliced
 
 WINDOW = 3600.0
 # Draws a chart as SVG: the UI's autoescaped ``spark`` macro, so the pages

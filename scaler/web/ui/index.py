@@ -4,16 +4,15 @@ change, so a page refresh costs the rows it shows, not every job.
 The journal marks what changed (:class:`scaler.changes.Changes`: a job's
 story or store record, an instance, and the last plan's decisions, diffed
 here). Before a page or the sampler reads, :meth:`Indexes.catch_up` redoes
-those keys only, in slices of at most ``SLICE_S`` of work with the event loop
-free between them, one catch-up at a time shared by every open tab. Rows are
+those keys only, a slice at a time (:mod:`scaler.web.ui.slices`), one
+catch-up at a time shared by every open tab. Rows are
 then read by position from sorted shelves and counts from tallies."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator, KeysView, Sequence
+from collections.abc import Hashable, Iterable, Iterator, KeysView, Sequence
 from typing import Any, Generic, TypeVar
 
 from sortedcontainers import SortedList
@@ -23,12 +22,12 @@ from scaler.domain.instance import InstanceState
 from scaler.domain.job import Job, JobState
 from scaler.explain import explain_job
 from scaler.journal import Journal, Key, Story
+from scaler.web.ui.slices import sliced
 
 S = InstanceState
 K = TypeVar("K", bound=Hashable)
 Order = tuple[Any, ...]  # a sort key; its last part is the item's own key
 Scope = tuple[str, str] | None  # ("pool", name), ("forge", name), or None: everything
-SLICE_S = 0.003  # the most a catch-up holds the event loop at a time
 EXPLAINED_MAX = 1000  # explain's answers kept (by forge, repository, labels: outside input)
 
 # Where a job stands for the jobs page (its "bucket"), the filters each
@@ -335,16 +334,6 @@ def unique(*lists: list[K]) -> Iterator[K]:
                 yield key
 
 
-async def sliced(keys: Iterable[K], redo: Callable[[K], object]) -> None:
-    """``redo`` each key, giving the event loop back every ``SLICE_S``."""
-    until = time.perf_counter() + SLICE_S
-    for key in keys:
-        redo(key)
-        if time.perf_counter() > until:
-            await asyncio.sleep(0)
-            until = time.perf_counter() + SLICE_S
-
-
 __all__ = [
     "STATE_ORDER",
     "STATE_VALUES",
@@ -355,5 +344,4 @@ __all__ = [
     "job_of",
     "job_state",
     "last_news",
-    "sliced",
 ]

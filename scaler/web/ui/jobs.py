@@ -14,6 +14,7 @@ from scaler.domain.job import Job
 from scaler.journal import Key, Story
 from scaler.web.ui.fmt import Pager, age, clock_time, iso, job_link, masked
 from scaler.web.ui.index import WAITING_BUCKETS, Indexes, InstanceIndex, job_of, job_state, last_news
+from scaler.web.ui.slices import sliced
 
 FILTERS = ("waiting", "queued", "unserved", "in_progress", "completed", "gone")
 
@@ -126,21 +127,24 @@ def _present(row: dict[str, Any], now: float) -> dict[str, Any]:
     }
 
 
-def jobs(
+async def jobs(
     scaler: Scaler, indexes: Indexes, state: str | None, pool: str | None, page: int, limit: int
 ) -> dict[str, Any]:
     """One page of jobs, read from the index (caught up by the caller): the
-    work is the rows shown, whatever the number of jobs."""
+    work is the rows shown, whatever the number of jobs, a slice at a time."""
     now = scaler.clock.now()
     index, d = indexes.jobs, _Decider(scaler, indexes, now)
     matching = index.count(state, pool)
     pager = Pager(page, limit, matching)
     journal = indexes.journal
-    rows = []
-    for key in index.keys(state, pool, pager.offset, limit):
+    rows: list[SimpleNamespace] = []
+
+    def add(key: Key) -> None:
         story, job = journal.story(*key), scaler.store.jobs.get(key)
-        if story is not None or job is not None:  # (changed since the catch-up: shown at the next refresh)
+        if story is not None or job is not None:  # (gone since the catch-up: the next refresh tells)
             rows.append(SimpleNamespace(**_present(_row(d, key, story, job, now), now)))
+
+    await sliced(index.keys(state, pool, pager.offset, limit), add)
     return {
         "rows": rows,
         "matching": matching,

@@ -13,12 +13,13 @@ from urllib.parse import urlencode
 
 from scaler.app import Scaler
 from scaler.config import PoolConfig
-from scaler.domain.instance import InstanceState
+from scaler.domain.instance import Instance, InstanceState
 from scaler.journal import seconds
 from scaler.web.ui.fmt import Pager, age, job_link, masked
 from scaler.web.ui.history import EMPTY, History
 from scaler.web.ui.index import STATE_VALUES, Indexes, InstanceIndex, JobIndex
 from scaler.web.ui.probes import Probes
+from scaler.web.ui.slices import sliced
 
 S = InstanceState
 
@@ -113,19 +114,21 @@ def _pool_row(pool: PoolConfig, indexes: Indexes, history: History, now: float) 
     )
 
 
-def overview(
+async def overview(
     scaler: Scaler, indexes: Indexes, history: History, probes: Probes, page: int, limit: int
 ) -> dict[str, Any]:
     now = scaler.clock.now()
     pools = scaler.config.pools
     pager = Pager(page, limit, len(pools))
+    rows: list[SimpleNamespace] = []
+    await sliced(pools[pager.offset : pager.offset + limit], lambda p: rows.append(_pool_row(p, indexes, history, now)))
     forges = forge_rows(scaler, indexes.jobs)
     findings = [(f.level, f.subject, masked(f.message)) for f in probes.findings]
     oldest = indexes.jobs.oldest_queued_at()
     elector = scaler.elector
     return {
         "now": now,
-        "pools": [_pool_row(p, indexes, history, now) for p in pools[pager.offset : pager.offset + limit]],
+        "pools": rows,
         "pager": pager,
         "forges": forges,
         "providers": provider_rows(scaler, indexes.instances, now),
@@ -152,34 +155,41 @@ def overview(
     }
 
 
-def instances(
+def _instance_row(i: Instance, forge_of: dict[str, str], state: str | None, now: float) -> SimpleNamespace:
+    forge = forge_of.get(i.pool, "")
+    return SimpleNamespace(
+        name=i.name,
+        state=str(i.state),
+        age=age(i.created_at, now),
+        since=age(i.updated_at, now),
+        pool=i.pool,
+        pool_link=f"/ui/instances?{urlencode({'pool': i.pool, 'state': state or ''})}",
+        provider=i.provider,
+        job=f"{forge}#{i.job_id}" if i.job_id is not None else None,
+        job_link=job_link(forge, i.job_id) if i.job_id is not None else None,
+        runner_id=i.runner_id,
+        attempts=i.attempts,
+        last_error=masked(i.last_error),
+        retire_reason=masked(i.retire_reason),
+        retry_in=seconds(i.not_before - now) if i.state is S.PENDING and i.not_before > now else "",
+    )
+
+
+async def instances(
     scaler: Scaler, index: InstanceIndex, pool: str | None, state: str | None, page: int, limit: int
 ) -> dict[str, Any]:
-    """One page of instances, read from the index (caught up by the caller)."""
+    """One page of instances, read from the index (caught up by the caller), a slice at a time."""
     now = scaler.clock.now()
     matching = index.count(state, pool)
     pager = Pager(page, limit, matching)
     forge_of = {p.name: p.forge for p in scaler.config.pools}
-    rows = [
-        SimpleNamespace(
-            name=i.name,
-            state=str(i.state),
-            age=age(i.created_at, now),
-            since=age(i.updated_at, now),
-            pool=i.pool,
-            pool_link=f"/ui/instances?{urlencode({'pool': i.pool, 'state': state or ''})}",
-            provider=i.provider,
-            job=f"{forge_of.get(i.pool, '')}#{i.job_id}" if i.job_id is not None else None,
-            job_link=job_link(forge_of.get(i.pool, ""), i.job_id) if i.job_id is not None else None,
-            runner_id=i.runner_id,
-            attempts=i.attempts,
-            last_error=masked(i.last_error),
-            retire_reason=masked(i.retire_reason),
-            retry_in=seconds(i.not_before - now) if i.state is S.PENDING and i.not_before > now else "",
-        )
-        for name in index.names(state, pool, pager.offset, limit)
-        if (i := scaler.store.instances.get(name)) is not None
-    ]
+    rows: list[SimpleNamespace] = []
+
+    def add(name: str) -> None:
+        if (i := scaler.store.instances.get(name)) is not None:
+            rows.append(_instance_row(i, forge_of, state, now))
+
+    await sliced(index.names(state, pool, pager.offset, limit), add)
     return {
         "rows": rows,
         "shown": len(rows),
