@@ -49,4 +49,5 @@ def create_app(scaler: Scaler) -> Starlette:
     forwarder = Forwarder(scaler)
     app.state.scaler = scaler
     app.state.forwarder = forwarder
+    app.state.ui = ui  # its history and caches, for tests and benchmarks
     return app
