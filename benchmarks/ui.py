@@ -114,6 +114,7 @@ class Busy:
         await scaler.settle()
         await self.run_some(self.instances // 5)
         await self.fill_history()
+        self.ui.compile()  # as its start does (the lifespan does not run in process)
 
     async def run_some(self, n: int) -> None:
         """Start ``n`` queued jobs on idle runners of their pools, complete half."""

@@ -270,3 +270,20 @@ def test_check_reports_a_missing_ui_secret(tmp_path: Path) -> None:
     )
     (finding,) = _ui_findings(config)
     assert finding.level == "error" and "does not exist" in finding.message
+
+
+def test_tables_come_in_pages(make_live: Any) -> None:
+    """A table longer than page_rows comes a page at a time, linked; a page past the end is the last."""
+    live = make_live({"page_rows": 10})
+    jobs = [live.queue()[0] for _ in range(25)]
+    wait_until(lambda: len(live.scaler.store.queued_seen) == 25)
+    seen: list[str] = []
+    dash = "\N{EN DASH}"
+    for page, shown in (("1", "1 10"), ("2", "11 20"), ("3", "21 25"), ("99", "21 25")):
+        params = {"state": "waiting", "page": page}
+        text = live.client.get("/ui/jobs", params=params, headers={"hx-request": "true"}).text
+        assert shown.replace(" ", dash) + " of 25" in text, page
+        seen.append(text)
+    assert "page=2" in seen[0] and "page=4" not in seen[2] and "page=3" in seen[1]
+    assert f"fake#{jobs[0]}<" in seen[0] and f"fake#{jobs[0]}<" not in seen[1]  # longest waiting first
+    assert f"fake#{jobs[24]}<" in seen[2]

@@ -205,15 +205,18 @@ def test_pager_keeps_the_page_in_range() -> None:
     assert (Pager(3, 10, 0).pages, Pager(3, 10, 0).first, Pager(3, 10, 0).last) == (1, 0, 0)
 
 
-def test_history_keeps_one_sample_per_slot() -> None:
-    """An hour of 10 s samples keeps at most POINTS + 1 slots, each the highest of its samples."""
-    history = History(every=10.0)
-    for i in range(361):
-        history.add("p", Sample(i * 10.0, i % 7, float(i), 5.0 if i == 3 else None))
-    kept = history.series("p", 3600.0)
-    assert len(kept) <= POINTS + 1
-    assert kept[0] == Sample(50.0, 5, 5.0, 5.0)  # 0-50 s: queued max 5, oldest its last, started kept
-    assert max(s.queued for s in kept) == 6
+def test_history_keeps_a_bounded_slot_per_sample_or_more() -> None:
+    """Young, a pool keeps each sample; past 2 x POINTS it merges them (the highest kept), never more."""
+    history = History(every=1.0)
+    for i in range(2 * POINTS):
+        history.add("p", Sample(float(i), i % 7, float(i), None))
+    assert len(history.series("p", 2.0 * POINTS)) == 2 * POINTS  # a young chart: every sample
+    for i in range(2 * POINTS, 7200):
+        history.add("p", Sample(float(i), i % 7, float(i), 9.0 if i == 5000 else None))
+    kept = history.series("p", 7200.0)
+    assert len(kept) <= 2 * POINTS + 1 and kept[0].at >= 7200 - 3600
+    assert max(s.queued for s in kept) == 6 and kept[-1].oldest == 7199.0
+    assert [s.started for s in kept if s.started] == [9.0]  # a start inside a merged slot survives
 
 
 def test_thin_keeps_the_peaks() -> None:

@@ -69,9 +69,14 @@ class UI:
 
     # --- life cycle (the web app's lifespan) -------------------------------
 
-    async def start(self) -> None:
-        for name in self.env.list_templates():  # compiled now, not in the first refresh of each page
+    def compile(self) -> None:
+        """Compile every template now, not in the first refresh of each page."""
+        for name in self.env.list_templates():
             self.env.get_template(name)
+
+    async def start(self) -> None:
+        self.compile()
+
         async def sample() -> None:
             await take_sample(self.scaler, self.history, self.indexes, self._spark)
 

@@ -1,16 +1,17 @@
 """The last hour of queue depth and job wait per pool, for the overview's charts.
 
 A sample every ``ui.sample_interval`` (a guarded loop with a heartbeat, so a
-dead sampler fails ``/healthz`` like any loop); kept in a ring per pool of at
-most ``POINTS`` slots, each the highest of the samples in its slice of the
-hour, so memory is bounded by pools x points and a chart is drawn from that
-many. The charts are drawn once per sample, a few ms of work at a time, and
-pages show the last drawing.
+dead sampler fails ``/healthz`` like any loop). Each pool keeps at most
+``2 x POINTS`` slots of the last hour, each the highest of the samples in it:
+a slot is one sample at first, and twice as long each time the slots would
+be more (up to an hour / ``POINTS``), so a young chart is as fine as its
+samples and memory is bounded by pools x points whatever the interval. The
+charts are drawn once per sample, a few ms of work at a time, and pages show
+the last drawing.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,24 +56,30 @@ class History:
     def __init__(self, every: float, window: float = WINDOW) -> None:
         self.every = every
         self.window = window
-        self.slot = max(every, window / POINTS)  # the time one kept sample stands for
-        self._size = math.ceil(window / self.slot) + 1
+        self._slots: dict[str, float] = {}  # per pool, the time one kept sample stands for
         self._pools: dict[str, deque[Sample]] = {}
         self.drawn: dict[str, Drawn] = {}
         # What only ``pool_stats()`` knows (``warm``), as of the last sample.
         self.extras: dict[str, dict[str, Any]] = {}
 
     def add(self, pool: str, sample: Sample) -> None:
-        ring = self._pools.get(pool)
-        if ring is None:
-            ring = self._pools[pool] = deque(maxlen=self._size)
-        if ring and sample.at // self.slot == ring[-1].at // self.slot:  # same slot: keep the highest
-            last = ring[-1]
-            started = max(last.started or 0.0, sample.started) if sample.started is not None else last.started
-            sample = Sample(sample.at, max(last.queued, sample.queued), max(last.oldest, sample.oldest), started)
-            ring[-1] = sample
+        ring = self._pools.setdefault(pool, deque())
+        slot = self._slots.setdefault(pool, self.every)
+        if ring and sample.at // slot == ring[-1].at // slot:
+            ring[-1] = _highest(ring[-1], sample)
         else:
             ring.append(sample)
+        while ring[0].at < sample.at - self.window:
+            ring.popleft()
+        if len(ring) > 2 * POINTS and slot < self.window / POINTS:
+            self._slots[pool] = slot = slot * 2
+            merged: deque[Sample] = deque()
+            for s in ring:
+                if merged and s.at // slot == merged[-1].at // slot:
+                    merged[-1] = _highest(merged[-1], s)
+                else:
+                    merged.append(s)
+            self._pools[pool] = merged
 
     def series(self, pool: str, now: float) -> list[Sample]:
         return [s for s in self._pools.get(pool, ()) if s.at >= now - self.window]
@@ -94,6 +101,12 @@ class History:
         )
         svg = render(queue, "queue", QUEUE_LABEL), render(wait, "wait", WAIT_LABEL)
         self.drawn[pool] = Drawn(queue, wait, *svg, format_duration(round(now - start)))
+
+
+def _highest(a: Sample, b: Sample) -> Sample:
+    """One slot's sample from two: the later time, the higher values."""
+    started = a.started if b.started is None else max(a.started or 0.0, b.started)
+    return Sample(max(a.at, b.at), max(a.queued, b.queued), max(a.oldest, b.oldest), started)
 
 
 def _warm_configured(scaler: Scaler) -> bool:
