@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from markupsafe import escape
 from starlette.testclient import TestClient
 
 from scaler.app import Scaler
@@ -287,3 +288,18 @@ def test_tables_come_in_pages(make_live: Any) -> None:
     assert "page=2" in seen[0] and "page=4" not in seen[2] and "page=3" in seen[1]
     assert f"fake#{jobs[0]}<" in seen[0] and f"fake#{jobs[0]}<" not in seen[1]  # longest waiting first
     assert f"fake#{jobs[24]}<" in seen[2]
+
+
+def test_warm_pool_target_on_the_overview() -> None:
+    """A warm pool's target idle runners and why are on the overview, as /api/v1/pools has them."""
+    data = base_config(ui={"enabled": True})
+    data["pools"][0]["warm"] = {"target_wait": "30s", "start_time": "20s"}
+    config = parse_config(data)
+    provider = MemoryProvider(ProviderSettings("mem", "memory", "rs", {}))
+    scaler = Scaler(config, forges={"fake": FakeForge(config.forges[0])}, providers={"mem": provider})
+    with TestClient(create_app(scaler)) as client:
+        wait_until(lambda: scaler.ready)
+        warm = client.get("/api/v1/pools").json()["pools"][0]["warm"]
+        page = client.get("/ui/", headers={"hx-request": "true"}).text
+    assert warm is not None and f'<span class="strong">{warm["target_idle"]}</span> idle' in page
+    assert str(escape(warm["reason"])) in page  # (escaped: a reason may say "<=")

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from markupsafe import Markup
 
@@ -59,8 +58,6 @@ class History:
         self._slots: dict[str, float] = {}  # per pool, the time one kept sample stands for
         self._pools: dict[str, deque[Sample]] = {}
         self.drawn: dict[str, Drawn] = {}
-        # What only ``pool_stats()`` knows (``warm``), as of the last sample.
-        self.extras: dict[str, dict[str, Any]] = {}
 
     def add(self, pool: str, sample: Sample) -> None:
         ring = self._pools.setdefault(pool, deque())
@@ -109,10 +106,6 @@ def _highest(a: Sample, b: Sample) -> Sample:
     return Sample(max(a.at, b.at), max(a.queued, b.queued), max(a.oldest, b.oldest), started)
 
 
-def _warm_configured(scaler: Scaler) -> bool:
-    return any(getattr(p, "warm", None) for p in scaler.config.pools)
-
-
 async def take_sample(scaler: Scaler, history: History, indexes: Indexes, render: Render) -> None:
     await indexes.catch_up()
     now = scaler.clock.now()
@@ -124,7 +117,5 @@ async def take_sample(scaler: Scaler, history: History, indexes: Indexes, render
         first = jobs.oldest_queued_at(name)
         oldest = max(0.0, now - first) if first is not None else 0.0
         history.add(name, Sample(now, queued, oldest, started.get(name)))
-    if _warm_configured(scaler):  # pool_stats() walks every instance: only when it has something to add
-        history.extras = {n: {"warm": s.get("warm")} for n, s in scaler.pool_stats().items()}
     start = history.start(now)
     await sliced(names, lambda name: history.draw(name, start, now, render))

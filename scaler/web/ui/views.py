@@ -1,8 +1,8 @@
 """Read models for the overview and instances pages, from the UI's indexes
 (caught up by the caller), the store's small tables and the config: each
 costs the rows it shows, or one row per pool, never one per job or instance.
-``forge_stats()`` is read when the scaler has it; ``warm`` (which only
-``pool_stats()`` knows) as of the last chart sample."""
+``forge_stats()`` and the warm pools' targets (cached by ``scaler.warm``)
+are read as they are; ``pool_stats()``, which walks every instance, is not."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from scaler.app import Scaler
+from scaler.app import _warm as warm_stats  # the same keys as /api/v1/pools
 from scaler.config import PoolConfig
 from scaler.domain.instance import Instance, InstanceState
 from scaler.journal import seconds
+from scaler.warm import WarmTarget
 from scaler.web.ui.fmt import Pager, age, job_link, masked
 from scaler.web.ui.history import EMPTY, History
 from scaler.web.ui.index import STATE_VALUES, Indexes, InstanceIndex, JobIndex
@@ -78,7 +80,9 @@ def provider_rows(scaler: Scaler, instances: InstanceIndex, now: float) -> list[
     return rows
 
 
-def _pool_row(pool: PoolConfig, indexes: Indexes, history: History, now: float) -> SimpleNamespace:
+def _pool_row(
+    pool: PoolConfig, indexes: Indexes, history: History, warm: dict[str, WarmTarget], now: float
+) -> SimpleNamespace:
     """One pool: demand as ``/api/v1/pools`` counts it (``queued`` = assigned
     + held back at it), instances by state, and the last drawn charts."""
     name, jobs, instances = pool.name, indexes.jobs, indexes.instances
@@ -87,7 +91,6 @@ def _pool_row(pool: PoolConfig, indexes: Indexes, history: History, now: float) 
     assigned, held = jobs.in_bucket("assigned", pool=name), jobs.in_bucket("held", pool=name)
     first = jobs.oldest_queued_at(name)
     drawn = history.drawn.get(name, EMPTY)
-    warm = history.extras.get(name, {}).get("warm")
     query = urlencode({"pool": name})
     return SimpleNamespace(  # attributes: the template reads ~40 per row
         name=name,
@@ -104,7 +107,7 @@ def _pool_row(pool: PoolConfig, indexes: Indexes, history: History, now: float) 
         live=live,
         max=pool.max,
         min_idle=pool.min_idle,
-        warm=warm if isinstance(warm, dict) else None,
+        warm=warm_stats(warm.get(name)),
         queue_chart=drawn.queue,
         wait_chart=drawn.wait,
         queue_svg=drawn.queue_svg,
@@ -121,7 +124,9 @@ async def overview(
     pools = scaler.config.pools
     pager = Pager(page, limit, len(pools))
     rows: list[SimpleNamespace] = []
-    await sliced(pools[pager.offset : pager.offset + limit], lambda p: rows.append(_pool_row(p, indexes, history, now)))
+    warm = scaler.reconciler.warm.targets(now)
+    shown = pools[pager.offset : pager.offset + limit]
+    await sliced(shown, lambda p: rows.append(_pool_row(p, indexes, history, warm, now)))
     forges = forge_rows(scaler, indexes.jobs)
     findings = [(f.level, f.subject, masked(f.message)) for f in probes.findings]
     oldest = indexes.jobs.oldest_queued_at()
