@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import Any, TypeVar
 
 import jinja2
@@ -30,14 +31,17 @@ async def render(template: jinja2.Template, context: dict[str, Any]) -> str:
     """The template's output, made a slice at a time (Jinja yields it in
     small pieces: a table of a hundred rows is thousands)."""
     parts: list[str] = []
+    pieces = template.generate(context)
     await asyncio.sleep(0)
     until = time.perf_counter() + SLICE_S
-    for n, part in enumerate(template.generate(context)):
-        parts.append(part)
-        if n % 64 == 63 and time.perf_counter() > until:
+    while True:
+        n = len(parts)
+        parts += islice(pieces, 256)  # taken in C, a few hundred µs at most
+        if len(parts) - n < 256:
+            return "".join(parts)
+        if time.perf_counter() > until:
             await asyncio.sleep(0)
             until = time.perf_counter() + SLICE_S
-    return "".join(parts)
 
 
 __all__ = ["SLICE_S", "render", "sliced"]
