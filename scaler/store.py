@@ -17,7 +17,7 @@ import structlog
 
 from scaler import events as ev
 from scaler.config import Config, PoolConfig
-from scaler.domain.instance import NOT_YET_BUSY, TOOK_JOB_GRACE, Instance, InstanceState
+from scaler.domain.instance import NOT_YET_BUSY, TOOK_JOB_GRACE, TOOK_JOB_HOLD_RESYNCS, Instance, InstanceState
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
 from scaler.naming import stem
@@ -69,6 +69,9 @@ class Snapshot:
     instances: tuple[Instance, ...]
     unavailable_providers: frozenset[str]
     claims: tuple[Claim, ...] = ()
+    # Per forge: took-a-job guesses (``Instance.took_job_at``, claims) made
+    # before this still stand for a queued job; forges not named: the grace.
+    took_after: Mapping[str, float] = field(default_factory=dict)
 
 
 JobStartedHook = Callable[[Job, "Instance | None"], None]
@@ -114,10 +117,24 @@ class Store:
 
     def snapshot(self, now: float) -> Snapshot:
         unavailable = frozenset(name for name, h in self.providers.items() if not h.synced or h.unhealthy_until > now)
+        took_after = self.took_after(now)
         if self.claims:
-            self.claims = {n: c for n, c in self.claims.items() if c.took_at > now - TOOK_JOB_GRACE}
+            grace = now - TOOK_JOB_GRACE
+            self.claims = {
+                n: c
+                for n, c in self.claims.items()
+                if c.took_at > took_after.get(self._forge_of_pool.get(c.pool, ""), grace)
+            }
         claims = tuple(self.claims.values())
-        return Snapshot(now, self.queued_jobs(), tuple(self.instances.values()), unavailable, claims)
+        return Snapshot(now, self.queued_jobs(), tuple(self.instances.values()), unavailable, claims, took_after)
+
+    def took_after(self, now: float) -> dict[str, float]:
+        """Per forge, the oldest took-a-job guess that still stands: the grace,
+        or for a forge whose queue listings end guesses, until one does."""
+        hold = max(TOOK_JOB_GRACE, TOOK_JOB_HOLD_RESYNCS * self.config.timing.resync_interval)
+        return {
+            f.name: now - (hold if self.forge_lists_jobs.get(f.name) else TOOK_JOB_GRACE) for f in self.config.forges
+        }
 
     def queued_jobs(self) -> tuple[Job, ...]:
         # ``queued_seen`` holds exactly the queued jobs' keys, in arrival order.
@@ -248,23 +265,24 @@ class Store:
         }
         if not e.jobs_unknown:
             self.forge_lists_jobs[e.forge] = e.queued is not None
+        queue_from = e.queue_listed_from
         if e.queued is not None:
             listed = {j.key for j in e.queued}
             for key, seen in list(self.queued_seen.items()):
                 # Gone from the queue and not reported since the listing began:
                 # taken by a runner or cancelled. Reports will say which.
-                if key[0] == e.forge and key not in listed and seen < e.started_at:
+                if key[0] == e.forge and key not in listed and seen < queue_from:
                     self.jobs.pop(key, None)
                     self.queued_seen.pop(key, None)
             for job in e.queued:
                 self._merge_job(job, now, now)
             for name, claim in list(self.claims.items()):
-                if self._forge_of_pool.get(claim.pool) == e.forge and claim.took_at < e.started_at:
+                if self._forge_of_pool.get(claim.pool) == e.forge and claim.took_at < queue_from:
                     del self.claims[name]  # as for live instances, below
         for inst in list(self.instances_of_forge(e.forge)):
-            if e.queued is not None and inst.took_job_at is not None and inst.took_job_at < e.started_at:
-                # A queue listed after the instance took its job no longer
-                # holds that job: the planner need not assume it taken.
+            if e.queued is not None and inst.took_job_at is not None and inst.took_job_at < queue_from:
+                # A queue listing begun after the instance took its job no
+                # longer holds that job: the planner need not assume it taken.
                 self.update(inst.name, took_job_at=None)
             self._runner_to_instance(inst, self.runners[e.forge].get(inst.name), e, now)
 
@@ -274,8 +292,8 @@ class Store:
             if inst.runner_id is None:
                 self.update(inst.name, runner_id=runner.id)
             if runner.busy and e.queued is not None:
-                # The queue listed just before no longer holds the job this
-                # runner took (unless it took it in the instant between).
+                # The queue was listed after the runners (``Resync``): it no
+                # longer holds the job this runner took.
                 self.move(inst.name, S.BUSY, now, took_job_at=None)
             elif runner.busy:
                 self.move(inst.name, S.BUSY, now)

@@ -57,6 +57,12 @@ class IllegalTransition(ValueError):
 # follows within a second; if it was lost, guessing wrong delays a later job by
 # at most this long, while guessing the other way starts a runner nobody needs.
 TOOK_JOB_GRACE = 10.0
+# For a forge that lists its queue, the guess ends when a queue listing begun
+# after it has been applied (that listing is the truth), or a report names the
+# job; the grace would end it early whenever reports and listings run late (a
+# storm), and start that second runner. This many resync intervals bound it in
+# case listings keep failing.
+TOOK_JOB_HOLD_RESYNCS = 3
 
 
 @dataclass(frozen=True, slots=True)
