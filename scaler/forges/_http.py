@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
+from scaler import progress
 from scaler.errors import ForgeOutcomeUnknown, ForgePermanentError, ForgeTemporaryError
 from scaler.forges._limit import FairLimiter
 from scaler.forges._metrics import FORGE_RATE_LIMIT_REMAINING, FORGE_REQUESTS
@@ -125,7 +126,10 @@ class ForgeHTTP:
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One HTTP exchange within the forge's limit (no retries, no error mapping)."""
         async with self.limiter.slot() as number:
-            return await self.clients[number].request(method, url, **kwargs)
+            try:
+                return await self.clients[number].request(method, url, **kwargs)
+            finally:
+                progress.mark()  # an answer, or an error: the forge is being talked to
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
