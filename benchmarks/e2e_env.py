@@ -26,7 +26,7 @@ import httpx
 import yaml
 
 from benchmarks.common import free_port, pct
-from benchmarks.rawhttp import RawHTTP
+from scaler.testing.rawhttp import RawHTTP
 
 HOOK_SECRET = "e2e-bench-hook-secret-0123456789"
 CONTROLLER = "rs"
