@@ -132,15 +132,20 @@ class Collector:
     async def _remove_runner(self, forge: ForgeAdapter | None, inst: Instance, listing_since: float | None) -> bool:
         """Deregister the instance's runner; False when it is busy and stays.
 
-        An instance that is done (its job completed, it exited or vanished)
-        has no job running, so its runner is deleted without asking (one
-        call). A retired idle one is asked first — from one shared listing
-        when many are retired at once. A failed one (a boot timeout may be a
+        An instance that is done after running a job leaves its runner to a
+        forge that deletes used ephemeral runners (no call; should the record
+        linger, the resync lists it and the orphan collector deregisters it).
+        Any other done instance (it exited without a job, or vanished) has no
+        job running, so its runner is deleted without asking (one call). A
+        retired idle one is asked first — from one shared listing when many
+        are retired at once. A failed one (a boot timeout may be a
         runner busy before we heard of it) and a teardown retried after a
         failure ask the adapter's way."""
         runner_id = self._runner_id(forge, inst)
         if forge is None or runner_id is None:
             return True
+        if inst.state is S.DONE and inst.had_task and forge.drops_used_runners:
+            return True  # the forge deletes a used ephemeral runner; one that lingers is an orphan for the resync
         if inst.state is S.DONE:
             await self._timed(forge.name, "deregister", forge.delete_runner(runner_id))
             return True

@@ -255,7 +255,7 @@ class Store:
         if new.state is JobState.IN_PROGRESS:
             self.move(inst.name, S.BUSY, now, job_id=new.id, took_job_at=None)
         elif new.state is JobState.COMPLETED:
-            self.move(inst.name, S.DONE, now, job_id=new.id, took_job_at=None)
+            self.move(inst.name, S.DONE, now, job_id=new.id, took_job_at=None, had_task=True)
 
     def _forge_synced(self, e: ev.ForgeSynced, now: float) -> None:
         # A runner whose instance was torn down (deregistered) after this
@@ -336,6 +336,8 @@ class Store:
             changes: dict[str, object] = {"last_error": f"exit code {info.exit_code}" if info.exit_code else None}
             if info.exit_code and inst.state in NOT_YET_BUSY:
                 changes["took_job_at"] = None  # killed or crashed before anyone saw it busy: no job taken
+            elif not info.exit_code and inst.state in NOT_YET_BUSY:
+                changes["had_task"] = True  # an ephemeral runner exits cleanly after its one job
             self.move(inst.name, S.DONE, now, **changes)
         elif info.status is InstanceStatus.FAILED:
             self.move(inst.name, S.FAILED, now, last_error=info.reason or "failed on provider")

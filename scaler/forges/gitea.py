@@ -231,6 +231,10 @@ class GiteaFamily:
     default_image = "docker.io/gitea/act_runner:latest"
     signature_headers: tuple[str, ...] = (HUB_256, GITEA, GOGS)
     runners_key: str | None = "runners"  # Gitea wraps lists; Forgejo answers a bare array
+    # Gitea models/actions/task.go UpdateTask (1.24+) and Forgejo
+    # routers/api/actions/runner/runner.go UpdateTask delete an ephemeral
+    # runner when its task ends.
+    drops_used_runners = True
 
     def __init__(
         self,

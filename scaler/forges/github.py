@@ -195,6 +195,7 @@ class AppTokens:
 
 class GitHubForge:
     kind = "github"
+    drops_used_runners = True  # a JIT runner is ephemeral; GitHub removes it after its job
 
     def __init__(
         self,

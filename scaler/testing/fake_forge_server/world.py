@@ -72,9 +72,13 @@ class WorldMixin(WebhookMixin):
         """Jobs in any of ``statuses``, in id order (without a scan of every job)."""
         return self.ix.with_status(statuses)
 
+    # A test may play a forge that keeps used ephemeral runners (none of the
+    # three does): the scaler must then find and deregister them itself.
+    drops_used_runners = True
+
     def _task_over(self, runner: FRunner) -> None:
         runner.busy, runner.job_id = False, None
-        if runner.ephemeral:
+        if runner.ephemeral and self.drops_used_runners:
             self.drop_runner(runner)  # every forge removes a used ephemeral runner
 
     def new_runner(self, name: str, *, labels: Iterable[str] = (), ephemeral: bool = False, version: str = "",
