@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -172,7 +173,8 @@ def _py_spy(env: Env, out: str | None) -> subprocess.Popen[bytes] | None:
     if not out:
         return None
     exe = shutil.which("py-spy") or str(__import__("pathlib").Path(sys.executable).with_name("py-spy"))
-    return subprocess.Popen([exe, "record", "--pid", str(env.serve.pid), "--rate", "250", "--format", "raw",
+    rate = os.environ.get("RS_PYSPY_RATE", "250")  # samples a second
+    return subprocess.Popen([exe, "record", "--pid", str(env.serve.pid), "--rate", rate, "--format", "raw",
                              "--output", out, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

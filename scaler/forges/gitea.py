@@ -241,7 +241,6 @@ class GiteaFamily:
         config: ForgeConfig,
         *,
         clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
@@ -257,7 +256,6 @@ class GiteaFamily:
             headers={"accept": "application/json", "user-agent": "runner-scaler"},
             sleep=self.clock.sleep,
             now=self.clock.now,
-            transport=transport,
             concurrency=config.concurrency,
         )
         self.version: tuple[int, int, int] | None = None
@@ -439,9 +437,8 @@ class GiteaForge(GiteaFamily):
         config: ForgeConfig,
         *,
         clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(config, clock=clock, transport=transport)
+        super().__init__(config, clock=clock)
         self._jobs_listing: bool | None = None
         self._reg_token: Secret | None = None
 

@@ -4,12 +4,17 @@ is alive however long it takes; one that gets nothing is stale."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from scaler.clock import FakeClock
 from scaler.forges._http import ForgeHTTP
 from scaler.loops import Heartbeats, TaskSet, guarded_loop
+from scaler.testing.fake_forge_server import FakeForgeServer
 from scaler.web import create_app
 from tests.conftest import make_harness
 
@@ -18,14 +23,36 @@ PAGES = 40
 PAGE_TIME = 2.0  # 40 pages x 2 s: 80 s, sixteen intervals for one pass
 
 
-def paged_forge(clock: FakeClock) -> ForgeHTTP:
-    """A forge whose every page takes PAGE_TIME on the clock."""
+class PagingForge(FakeForgeServer):
+    """The HTTP fake forge, each answer taking PAGE_TIME on the test's clock."""
 
-    async def answer(request: httpx.Request) -> httpx.Response:
-        clock.advance(PAGE_TIME)
-        return httpx.Response(200, json={"runners": [], "total_count": PAGES * 50})
+    clock_to_advance: FakeClock
 
-    return ForgeHTTP(forge="f", base_url="http://127.0.0.1", timeout=5, transport=httpx.MockTransport(answer))
+    async def _dispatch(self, request: Request) -> Response:
+        response = await super()._dispatch(request)
+        self.clock_to_advance.advance(PAGE_TIME)
+        return response
+
+
+@pytest.fixture
+def forge_server(harness_clock: FakeClock) -> Iterator[PagingForge]:
+    srv = PagingForge("gitea", "1.25.0")
+    srv.clock_to_advance = harness_clock
+    with srv:
+        yield srv
+
+
+@pytest.fixture
+def harness_clock() -> FakeClock:
+    return FakeClock()
+
+
+def paged_forge(srv: PagingForge) -> ForgeHTTP:
+    """A real ForgeHTTP to the paging forge (answers come over loopback)."""
+    return ForgeHTTP(forge="f", base_url=srv.url, timeout=5, headers={"authorization": f"token {srv.token}"})
+
+
+LIST = "/api/v1/orgs/acme/actions/runners"
 
 
 async def healthz(app: object) -> httpx.Response:
@@ -33,18 +60,18 @@ async def healthz(app: object) -> httpx.Response:
         return await client.get("/healthz")
 
 
-async def test_a_long_paged_listing_keeps_its_loop_alive() -> None:
+async def test_a_long_paged_listing_keeps_its_loop_alive(forge_server: PagingForge, harness_clock: FakeClock) -> None:
     """A resync pass paging for sixteen intervals never turns /healthz 503: each page is progress."""
-    harness = make_harness()
+    harness = make_harness(clock=harness_clock)
     clock, hb = harness.clock, harness.scaler.heartbeats
     app = create_app(harness.scaler)
-    forge = paged_forge(clock)
+    forge = paged_forge(forge_server)
     codes: list[int] = []
     done = asyncio.Event()
 
     async def one_pass() -> None:
         for page in range(1, PAGES + 1):
-            await forge.request("GET", "/runners", endpoint="list_runners", params={"page": page})
+            await forge.request("GET", LIST, endpoint="list_runners", params={"page": page, "limit": 50})
             codes.append((await healthz(app)).status_code)
         done.set()
 
@@ -75,17 +102,19 @@ async def test_a_pass_that_gets_no_answers_is_stale() -> None:
     task.cancel()
 
 
-async def test_background_work_a_pass_started_is_not_its_progress() -> None:
+async def test_background_work_a_pass_started_is_not_its_progress(
+    forge_server: PagingForge, harness_clock: FakeClock
+) -> None:
     """Launches spawned by a pass that then hangs do not keep that pass's loop alive."""
-    clock = FakeClock()
+    clock = harness_clock
     hb = Heartbeats(clock)
-    forge = paged_forge(clock)
+    forge = paged_forge(forge_server)
     tasks = TaskSet("launch")
     hung = asyncio.Event()
 
     async def launch() -> None:
         for _ in range(3 * int(INTERVAL / PAGE_TIME) + 2):  # past three intervals, answered all along
-            await forge.request("GET", "/runners", endpoint="list_runners")
+            await forge.request("GET", LIST, endpoint="list_runners")
 
     async def one_pass() -> None:
         tasks.spawn(launch())
