@@ -153,10 +153,18 @@ async def burst(args: argparse.Namespace) -> dict[str, Any]:
             if r["op"] == "create" and LABEL_JOB_ID in r["labels"]:
                 created.setdefault(int(r["labels"][LABEL_JOB_ID]), r["at"])
         lat = [(created[j] - a) * 1000 for j, a in accepted.items() if j in created]
+        # Where the wait is: when the deliveries were answered, when the creates
+        # came, and the latency by order of acceptance (a backlog grows along it).
+        order = sorted((a, j) for j, a in accepted.items() if j in created)
+        tenth = max(1, len(order) // 10)
+        by_decile = [round((created[j] - a) * 1000) for a, j in order[tenth - 1 :: tenth]]
         return {
             "kind": args.kind,
             "jobs": n,
             "settled_s": done,
+            "accepted_span_s": order[-1][0] - order[0][0] if order else None,
+            "create_span_s": (max(created.values()) - min(created.values())) if created else None,
+            "latency_ms_at_each_tenth_accepted": by_decile,
             "accepted_to_create_ms": summary(lat),
             "p50_ms": pct(lat, 50),
             "p99_ms": pct(lat, 99),
