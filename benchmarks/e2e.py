@@ -100,6 +100,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         )
         if args.sigterm_after is None:
             result["sigterm_s"] = env.sigterm_serve()
+        result["sigterm_exit_status"] = env.serve.returncode  # 0: a clean shutdown
         return result
 
 

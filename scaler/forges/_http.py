@@ -35,8 +35,8 @@ import aiohttp
 import httpx
 import orjson
 from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from yarl import URL
 
 from scaler import progress
 from scaler.errors import ForgeOutcomeUnknown, ForgePermanentError, ForgeTemporaryError
