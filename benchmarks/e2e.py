@@ -74,6 +74,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         prober.start()
         await asyncio.sleep(1.0)
         env.forge.post("/_harness/reset")
+        spy = _py_spy(env, args.profile)
         cpu1, start = env.cpu(), time.monotonic()
         env.procs["sim"].send_signal(10)  # SIGUSR1: complete every job within --spread
         if args.sigterm_after is not None:
@@ -86,6 +87,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         end = time.monotonic()
         await asyncio.sleep(0.5)
         await prober.stop()
+        result["profile"] = _py_spy_report(spy, args.profile)
         sim = env.sim_status()
         stats = env.forge_stats()
         result.update(
@@ -208,7 +210,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=20.0)
     ap.add_argument("--outstanding", type=int, default=200)
     ap.add_argument("--job-time", type=float, default=0.0)
-    ap.add_argument("--profile", help="py-spy raw output file (burst)")
+    ap.add_argument("--profile", help="py-spy raw output file of serve (burst; storm: the storm itself)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, launch log)")
     args = ap.parse_args()
     fn = {"storm": storm, "sustained": sustained, "burst": burst}[args.what]

@@ -49,7 +49,7 @@ _STILL_STARTING = frozenset({InstanceStatus.STARTING, InstanceStatus.RUNNING})
 # The shortest time between two full plans that events (not the timer) ask for.
 FULL_PLAN_GAP = 0.05
 # Events applied between two yields to the event loop.
-DRAIN_SLICE = 256
+DRAIN_SLICE = 64
 
 
 @dataclass

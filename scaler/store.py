@@ -17,7 +17,14 @@ import structlog
 
 from scaler import events as ev
 from scaler.config import Config, PoolConfig
-from scaler.domain.instance import NOT_YET_BUSY, TOOK_JOB_GRACE, TOOK_JOB_HOLD_RESYNCS, Instance, InstanceState
+from scaler.domain.instance import (
+    COLLECTABLE,
+    NOT_YET_BUSY,
+    TOOK_JOB_GRACE,
+    TOOK_JOB_HOLD_RESYNCS,
+    Instance,
+    InstanceState,
+)
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
 from scaler.naming import stem
@@ -33,6 +40,7 @@ from scaler.provider import (
 
 log = structlog.get_logger("scaler.store")
 S = InstanceState
+_COLLECTOR_ACTS_ON = COLLECTABLE | {S.DELETING}
 
 # A provider whose creates keep failing is skipped (its jobs fall back to
 # lower-priority pools) for a while.
@@ -104,6 +112,11 @@ class Store:
     # ones are kept for ``tombstone_ttl`` and outnumber the live ones).
     in_progress: dict[tuple[str, int], None] = field(default_factory=dict)
     claims: dict[str, Claim] = field(default_factory=dict)  # by runner name
+    # Names of the instances the collector may have to act on (done, failed,
+    # being deleted, retired), so its pass never walks every instance: in a
+    # storm it runs after every full plan.
+    collectable: dict[str, None] = field(default_factory=dict)
+    runner_listings: int = 0  # runner listings applied (the orphan collector looks again after each)
 
     def __post_init__(self) -> None:
         self.pools: Mapping[str, PoolConfig] = {p.name: p for p in self.config.pools}
@@ -152,8 +165,15 @@ class Store:
 
     # --- writing (reconciler only) -----------------------------------------
 
-    def add_pending(self, inst: Instance) -> None:
+    def _filed(self, inst: Instance) -> None:
         self.instances[inst.name] = inst
+        if inst.state in _COLLECTOR_ACTS_ON or inst.retire_reason is not None:
+            self.collectable[inst.name] = None
+        else:
+            self.collectable.pop(inst.name, None)
+
+    def add_pending(self, inst: Instance) -> None:
+        self._filed(inst)
         self.tombstones.pop(inst.name, None)
         if self.observer is not None:
             self.observer.instance_changed(None, inst)
@@ -172,11 +192,12 @@ class Store:
         new = inst.to(state, now, **changes)
         if state is S.DELETED:
             del self.instances[name]
+            self.collectable.pop(name, None)
             self.tombstones[name] = now
             if inst.took_job_at is not None:
                 self.claims[name] = Claim(inst.pool, inst.took_job_at, inst.job_id if inst.bound else None)
         else:
-            self.instances[name] = new
+            self._filed(new)
         if self.observer is not None:
             self.observer.instance_changed(inst, new)
         return new
@@ -184,7 +205,8 @@ class Store:
     def update(self, name: str, **changes: object) -> None:
         inst = self.instances.get(name)
         if inst is not None:
-            new = self.instances[name] = dataclasses.replace(inst, **changes)  # type: ignore[arg-type]
+            new = dataclasses.replace(inst, **changes)  # type: ignore[arg-type]
+            self._filed(new)
             if self.observer is not None:
                 self.observer.instance_changed(inst, new)
 
@@ -258,6 +280,7 @@ class Store:
             self.move(inst.name, S.DONE, now, job_id=new.id, took_job_at=None, had_task=True)
 
     def _forge_synced(self, e: ev.ForgeSynced, now: float) -> None:
+        self.runner_listings += 1
         # A runner whose instance was torn down (deregistered) after this
         # listing began is stale here, not an orphan to deregister again.
         self.runners[e.forge] = {
@@ -378,7 +401,7 @@ class Store:
             provisioned=True,
             last_error=info.reason,
         )
-        self.instances[info.name] = inst
+        self._filed(inst)
         log.info("instance adopted", instance=info.name, pool=inst.pool, state=str(state))
 
     def _minted(self, e: ev.Minted, now: float) -> None:
