@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         prober.start()
         await asyncio.sleep(1.0)
         env.forge.post("/_harness/reset")
+        spy = _py_spy(env, args.profile)
         cpu1, start = env.cpu(), time.monotonic()
         env.procs["sim"].send_signal(10)  # SIGUSR1: complete every job within --spread
         if args.sigterm_after is not None:
@@ -85,6 +87,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         end = time.monotonic()
         await asyncio.sleep(0.5)
         await prober.stop()
+        result["profile"] = _py_spy_report(spy, args.profile)
         sim = env.sim_status()
         stats = env.forge_stats()
         result.update(
@@ -99,6 +102,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         )
         if args.sigterm_after is None:
             result["sigterm_s"] = env.sigterm_serve()
+        result["sigterm_exit_status"] = env.serve.returncode  # 0: a clean shutdown
         return result
 
 
@@ -152,10 +156,18 @@ async def burst(args: argparse.Namespace) -> dict[str, Any]:
             if r["op"] == "create" and LABEL_JOB_ID in r["labels"]:
                 created.setdefault(int(r["labels"][LABEL_JOB_ID]), r["at"])
         lat = [(created[j] - a) * 1000 for j, a in accepted.items() if j in created]
+        # Where the wait is: when the deliveries were answered, when the creates
+        # came, and the latency by order of acceptance (a backlog grows along it).
+        order = sorted((a, j) for j, a in accepted.items() if j in created)
+        tenth = max(1, len(order) // 10)
+        by_decile = [round((created[j] - a) * 1000) for a, j in order[tenth - 1 :: tenth]]
         return {
             "kind": args.kind,
             "jobs": n,
             "settled_s": done,
+            "accepted_span_s": order[-1][0] - order[0][0] if order else None,
+            "create_span_s": (max(created.values()) - min(created.values())) if created else None,
+            "latency_ms_at_each_tenth_accepted": by_decile,
             "accepted_to_create_ms": summary(lat),
             "p50_ms": pct(lat, 50),
             "p99_ms": pct(lat, 99),
@@ -172,7 +184,8 @@ def _py_spy(env: Env, out: str | None) -> subprocess.Popen[bytes] | None:
     if not out:
         return None
     exe = shutil.which("py-spy") or str(__import__("pathlib").Path(sys.executable).with_name("py-spy"))
-    return subprocess.Popen([exe, "record", "--pid", str(env.serve.pid), "--rate", "250", "--format", "raw",
+    rate = os.environ.get("RS_PYSPY_RATE", "250")  # samples a second
+    return subprocess.Popen([exe, "record", "--pid", str(env.serve.pid), "--rate", rate, "--format", "raw",
                              "--output", out, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -197,7 +210,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=20.0)
     ap.add_argument("--outstanding", type=int, default=200)
     ap.add_argument("--job-time", type=float, default=0.0)
-    ap.add_argument("--profile", help="py-spy raw output file (burst)")
+    ap.add_argument("--profile", help="py-spy raw output file of serve (burst; storm: the storm itself)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, launch log)")
     args = ap.parse_args()
     fn = {"storm": storm, "sustained": sustained, "burst": burst}[args.what]

@@ -26,11 +26,12 @@ import httpx
 import yaml
 
 from benchmarks.common import free_port, pct
-from benchmarks.rawhttp import RawHTTP
+from scaler.testing.rawhttp import RawHTTP
 
 HOOK_SECRET = "e2e-bench-hook-secret-0123456789"
 CONTROLLER = "rs"
 POOL = "linux"
+LIMITS: dict[str, Any] = json.loads(os.environ.get("RS_E2E_LIMITS", "{}"))  # experiments: other limits
 ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/api/v1/pools", "/api/v1/instances")
 
 
@@ -69,7 +70,7 @@ def serve_config(kind: str, forge_url: str, tmp: Path, *, pool_max: int, **timin
                 "repositories": ["acme/*"],
             }
         ],
-        "limits": {"max_instances": pool_max, "event_queue_size": max(10_000, 4 * pool_max)},
+        "limits": {"max_instances": pool_max, "event_queue_size": max(10_000, 4 * pool_max), **LIMITS},
         "timing": timing,
         "logging": {"level": "info", "format": "json"},
     }

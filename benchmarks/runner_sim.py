@@ -31,8 +31,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.rawhttp import RawHTTP
 from scaler.testing.launch_record import LaunchTail, write_exit
+from scaler.testing.rawhttp import RawHTTP
 
 RPC = "/api/actions/runner.v1.RunnerService/"
 JSON = {"content-type": "application/json", "connect-protocol-version": "1"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,6 +34,11 @@ S = InstanceState
 # Retirements of one forge due in one pass from which one runner listing,
 # rather than a get_runner each, tells which runners are busy.
 COALESCE_AT = 16
+# Teardowns run by this many workers, one teardown each per event-loop turn.
+# A teardown that needs no forge call never waits on anything: spawned one
+# task each, 5,000 of them ran in a single turn of the loop (seconds), and
+# /healthz waited behind it.
+TEARDOWN_WORKERS = 32
 
 
 @dataclass
@@ -56,15 +61,22 @@ class Collector:
         self._sem = {p.name: asyncio.Semaphore(p.concurrency) for p in self.config.providers}
         self.wake = asyncio.Event()
         self.listings = RunnerListings(self.clock)
+        self._queue: deque[tuple[Instance, float | None]] = deque()
+        self._workers = 0
+        self._orphans_seen = (-1, float("-inf"))  # (runner listings applied, when) at the last orphan scan
 
     async def run_once(self) -> None:
         now = self.clock.now()
         drains = self.inbox.drains
         self._settling = {n: d for n, d in self._settling.items() if d >= drains}
+        instances = self.store.instances
         due = [
             inst
-            for inst in self.store.instances.values()
-            if inst.name not in self._inflight and inst.name not in self._settling and self._due(inst, now)
+            for name in self.store.collectable
+            if (inst := instances.get(name)) is not None
+            and name not in self._inflight
+            and name not in self._settling
+            and self._due(inst, now)
         ]
         # Retirements that must ask the forge whether the runner is busy: when
         # many of one forge are due together, one listing answers them all.
@@ -72,8 +84,26 @@ class Collector:
         for inst in due:
             self._inflight.add(inst.name)
             coalesce = _asks_busy(inst) and checks[self._forge_name(inst)] >= COALESCE_AT
-            self.tasks.spawn(self._teardown(inst, now if coalesce else None))
-        self._collect_orphan_runners()
+            self._queue.append((inst, now if coalesce else None))
+        while self._queue and self._workers < TEARDOWN_WORKERS:
+            self._workers += 1
+            self.tasks.spawn(self._work())
+        # Orphans appear with a runner listing; between listings, a scan each
+        # collect_interval retries failed deregistrations (walking every
+        # runner on every storm pass cost as much as the teardowns).
+        listings, at = self._orphans_seen
+        if listings != self.store.runner_listings or now - at >= self.config.timing.collect_interval:
+            self._orphans_seen = (self.store.runner_listings, now)
+            self._collect_orphan_runners()
+
+    async def _work(self) -> None:
+        try:
+            while self._queue:
+                inst, listing_since = self._queue.popleft()
+                await self._teardown(inst, listing_since)
+                await asyncio.sleep(0)  # the rest of the loop (health, webhooks) gets its turn
+        finally:
+            self._workers -= 1
 
     def _due(self, inst: Instance, now: float) -> bool:
         if inst.state in (S.DONE, S.FAILED):
@@ -132,15 +162,20 @@ class Collector:
     async def _remove_runner(self, forge: ForgeAdapter | None, inst: Instance, listing_since: float | None) -> bool:
         """Deregister the instance's runner; False when it is busy and stays.
 
-        An instance that is done (its job completed, it exited or vanished)
-        has no job running, so its runner is deleted without asking (one
-        call). A retired idle one is asked first — from one shared listing
-        when many are retired at once. A failed one (a boot timeout may be a
+        An instance that is done after running a job leaves its runner to a
+        forge that deletes used ephemeral runners (no call; should the record
+        linger, the resync lists it and the orphan collector deregisters it).
+        Any other done instance (it exited without a job, or vanished) has no
+        job running, so its runner is deleted without asking (one call). A
+        retired idle one is asked first — from one shared listing when many
+        are retired at once. A failed one (a boot timeout may be a
         runner busy before we heard of it) and a teardown retried after a
         failure ask the adapter's way."""
         runner_id = self._runner_id(forge, inst)
         if forge is None or runner_id is None:
             return True
+        if inst.state is S.DONE and inst.had_task and forge.drops_used_runners:
+            return True  # the forge deletes a used ephemeral runner; one that lingers is an orphan for the resync
         if inst.state is S.DONE:
             await self._timed(forge.name, "deregister", forge.delete_runner(runner_id))
             return True
@@ -236,6 +271,9 @@ class Collector:
             self._inflight.discard(key)
 
     async def close(self) -> None:
+        for inst, _ in self._queue:
+            self._inflight.discard(inst.name)
+        self._queue.clear()
         await self.tasks.cancel()
         await self.listings.close()
 

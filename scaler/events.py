@@ -35,6 +35,14 @@ class ForgeSynced:
     # The job poll was skipped or failed this pass: the queue is unknown, which
     # is not the same as a forge that cannot list jobs (queued=None).
     jobs_unknown: bool = False
+    # When the queue listing began: after the runner listing ended (``Resync``
+    # lists runners first), so a runner listed busy took a job the queue
+    # listing no longer holds. None: at ``started_at``.
+    queue_started_at: float | None = None
+
+    @property
+    def queue_listed_from(self) -> float:
+        return self.started_at if self.queue_started_at is None else self.queue_started_at
 
 
 @dataclass(frozen=True, slots=True)

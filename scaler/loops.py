@@ -1,21 +1,25 @@
 """Guarded background loops with heartbeats, and the event inbox.
 
 uvicorn keeps serving when a background task dies, so every loop records a
-heartbeat after each pass and ``/healthz`` fails when one is stale. An
-exception in a pass is logged and counted; it never ends the loop.
+heartbeat after each pass, and progress within a pass (``scaler.progress``:
+each forge answer), and ``/healthz`` fails when a loop has shown neither for
+three intervals. An exception in a pass is logged and counted; it never ends
+the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
-from scaler import metrics
+from scaler import metrics, progress
 from scaler.clock import Clock
 from scaler.events import Event
 
@@ -28,6 +32,7 @@ STALE_AFTER_INTERVALS = 3
 class Heartbeats:
     clock: Clock
     _beats: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (interval, last)
+    _progress: dict[str, float] = field(default_factory=dict)  # name -> last progress within a pass
 
     def register(self, name: str, interval: float) -> None:
         self._beats[name] = (interval, self.clock.now())
@@ -39,22 +44,31 @@ class Heartbeats:
         self._beats[name] = (interval, now)
         metrics.LOOP_LAST_SUCCESS.labels(name).set(now)
 
+    def progress(self, name: str) -> None:
+        """A pass still running got somewhere: alive, though not finished
+        (``runner_scaler_loop_last_success_timestamp_seconds`` keeps meaning
+        a finished pass)."""
+        self._progress[name] = self.clock.now()
+
     def unregister(self, name: str) -> None:
         """A loop that stopped (this replica no longer leads) exports nothing,
         so a stale-loop alert never fires on a follower."""
         self._beats.pop(name, None)
+        self._progress.pop(name, None)
         for gauge in (metrics.LOOP_LAST_SUCCESS, metrics.LOOP_INTERVAL):
             with contextlib.suppress(KeyError):
                 gauge.remove(name)
 
     def stale(self) -> dict[str, float]:
-        """Loops whose last pass is older than 3 intervals: name -> age."""
+        """Loops that neither finished a pass nor made progress in one for
+        3 intervals: name -> age of the last sign of life."""
         now = self.clock.now()
-        return {
-            name: now - last
-            for name, (interval, last) in self._beats.items()
-            if now - last > STALE_AFTER_INTERVALS * max(interval, 1.0)
-        }
+        out = {}
+        for name, (interval, last) in self._beats.items():
+            age = now - max(last, self._progress.get(name, last))
+            if age > STALE_AFTER_INTERVALS * max(interval, 1.0):
+                out[name] = age
+        return out
 
 
 class Inbox:
@@ -115,9 +129,11 @@ async def guarded_loop(
     wake: asyncio.Event | None = None,
 ) -> None:
     heartbeats.register(name, interval)
+    alive = functools.partial(heartbeats.progress, name)
     while True:
         try:
-            await body()
+            with progress.reporting_to(alive):
+                await body()
             heartbeats.beat(name)
         except asyncio.CancelledError:
             raise
@@ -137,8 +153,9 @@ class TaskSet:
         self.kind = kind
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        # Not the spawning pass's progress: it does not wait for these.
+        task = asyncio.get_running_loop().create_task(coro, context=progress.detached())
         self._tasks.add(task)
         metrics.INFLIGHT.labels(self.kind).set(len(self._tasks))
         task.add_done_callback(self._done)

@@ -301,7 +301,8 @@ def _stranded(snapshot: Snapshot, tallies: dict[str, _PoolTally]) -> list[Retire
 
 def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally], dict[str, int], int]:
     queued_ids = {j.id for j in snapshot.queued}
-    took_after = snapshot.now - TOOK_JOB_GRACE
+    grace = snapshot.now - TOOK_JOB_GRACE
+    took_after = {name: snapshot.took_after.get(p.forge, grace) for name, p in index.pools.items()}
     tallies = {name: _PoolTally({}, 0, 0) for name in index.pools}
     provider_live: dict[str, int] = defaultdict(int)
     total = 0
@@ -314,7 +315,7 @@ def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally],
         if t is None:
             continue
         t.live += 1
-        if inst.took_job_at is not None and inst.took_job_at > took_after:
+        if inst.took_job_at is not None and inst.took_job_at > took_after[inst.pool]:
             t.count_took(inst.job_id if inst.bound else None)
         if inst.state in NOT_YET_BUSY and inst.retire_reason is None:
             if not inst.bound:
@@ -323,7 +324,7 @@ def _tally(snapshot: Snapshot, index: PoolIndex) -> tuple[dict[str, _PoolTally],
                 t.bound_free.setdefault(inst.job_id, []).append(inst)
     for claim in snapshot.claims:  # the same guess, outliving a torn-down instance
         t = tallies.get(claim.pool)
-        if t is not None and claim.took_at > took_after:
+        if t is not None and claim.took_at > took_after[claim.pool]:
             t.count_took(claim.job_id)
     return tallies, provider_live, total
 

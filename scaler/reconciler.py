@@ -51,7 +51,7 @@ _STILL_STARTING = frozenset({InstanceStatus.STARTING, InstanceStatus.RUNNING})
 # The shortest time between two full plans that events (not the timer) ask for.
 FULL_PLAN_GAP = 0.05
 # Events applied between two yields to the event loop.
-DRAIN_SLICE = 256
+DRAIN_SLICE = 64
 
 
 @dataclass
@@ -110,6 +110,12 @@ class Reconciler:
             if self._collect_new(event, new_jobs):
                 self._full_pending = True
             self.store.apply(event, now)
+            if isinstance(event, ev.Created | ev.LaunchFailed):
+                # Only now does the store show the launch's outcome: until
+                # then the instance still looks pending, and a dispatch in a
+                # pass that drained before the outcome was posted (the drain
+                # yields to the loop) launched — and minted — it again.
+                self._inflight.discard(event.name)
             if isinstance(event, ev.TornDown):
                 self._unknown_mints.pop(event.name, None)
                 for value in self._credentials.pop(event.name, ()):
@@ -212,6 +218,7 @@ class Reconciler:
 
     async def _launch(self, inst: Instance) -> None:
         pool = self.index.pools[inst.pool]
+        posted = False
         try:
             launch = self._minted.get(inst.name)
             if launch is None:
@@ -223,6 +230,7 @@ class Reconciler:
             info = await self._create(pool, inst, launch)
             self._minted.pop(inst.name, None)
             self.inbox.post(ev.Created(inst.name, info))
+            posted = True
         except Exception as exc:
             minted = inst.name in self._minted
             if not is_temporary(exc) or inst.attempts + 1 >= self.config.limits.max_attempts:
@@ -231,8 +239,10 @@ class Reconciler:
             level = "warning" if is_temporary(exc) else "error"
             getattr(log, level)("launch failed", instance=inst.name, pool=pool.name, error=str(exc))
             self.inbox.post(ev.LaunchFailed(inst.name, _describe(exc), is_temporary(exc), retry_after, minted))
+            posted = True
         finally:
-            self._inflight.discard(inst.name)
+            if not posted:  # cancelled: no outcome will come to end it
+                self._inflight.discard(inst.name)
 
     async def _mint_once(self, pool: PoolConfig, inst: Instance) -> RunnerLaunch:
         """Mint, idempotent by name: after a mint whose outcome is unknown (no

@@ -60,7 +60,20 @@ class Resync:
             return await self._read_forge(forge)
 
     async def _read_forge(self, forge: ForgeAdapter) -> bool:
+        # Runners first, then the queue: a runner listed busy took its job
+        # before the queue listing began, so that listing no longer holds the
+        # job and the store may drop its took-a-job guess. Listed the other way
+        # round, a long paged queue listing can show a job still waiting that a
+        # runner took before the runner pages were read: its guess dropped, the
+        # job looked unserved and got a second runner (5,000-job storm: 6,015
+        # mints).
         started_at = self.clock.now()
+        try:
+            runners = await forge.list_runners()
+        except Exception as exc:
+            log.warning("forge runner listing failed", forge=forge.name, error=str(exc))
+            return False
+        queue_started_at = self.clock.now()
         unknown = False
         try:
             queued = await forge.list_queued_jobs()
@@ -68,16 +81,15 @@ class Resync:
             log.debug("queued-job poll skipped", forge=forge.name, reason=str(exc))
             queued, unknown = None, True
         except Exception as exc:
-            # The runners are still worth reading: they drive idle/busy and orphans.
+            # The runners are still worth applying: they drive idle/busy and orphans.
             log.warning("forge job listing failed", forge=forge.name, error=str(exc))
             queued, unknown = None, True
-        try:
-            runners = await forge.list_runners()
-        except Exception as exc:
-            log.warning("forge runner listing failed", forge=forge.name, error=str(exc))
-            return False
         jobs = None if queued is None else tuple(queued)
-        self.inbox.post(ev.ForgeSynced(forge.name, jobs, tuple(runners), started_at, jobs_unknown=unknown))
+        self.inbox.post(
+            ev.ForgeSynced(
+                forge.name, jobs, tuple(runners), started_at, jobs_unknown=unknown, queue_started_at=queue_started_at
+            )
+        )
         return True
 
 

@@ -55,18 +55,28 @@ _MIN_LEN = 6  # shorter values would mask ordinary words
 # (every minted runner token is registered: there can be many).
 _BY_PREFIX: dict[str, set[str]] = {}
 _SCAN_ABOVE = 32  # with fewer secrets a plain search of each is faster
+# How many known values there are of each length: a text shorter than the
+# shortest cannot hold one (most log fields: names, ids, words, are short,
+# and runner tokens are 40 characters), so it is not scanned at all.
+_LENGTHS: dict[int, int] = {}
 
 
 def register_secret_value(value: str) -> None:
-    if len(value) >= _MIN_LEN:
+    if len(value) >= _MIN_LEN and value not in _KNOWN:
         _KNOWN.add(value)
         _BY_PREFIX.setdefault(value[:_MIN_LEN], set()).add(value)
+        _LENGTHS[len(value)] = _LENGTHS.get(len(value), 0) + 1
 
 
 def forget_secret_value(value: str) -> None:
     """Stop masking a value that can no longer be used (a deregistered
     runner's token), so the registry stays bounded."""
+    if value not in _KNOWN:
+        return
     _KNOWN.discard(value)
+    left = _LENGTHS.pop(len(value), 1) - 1
+    if left:
+        _LENGTHS[len(value)] = left
     bucket = _BY_PREFIX.get(value[:_MIN_LEN])
     if bucket is not None:
         bucket.discard(value)
@@ -80,6 +90,8 @@ def known_secret_values() -> frozenset[str]:
 
 def secrets_in(text: str) -> list[str]:
     """The known secret values that occur in ``text``, longest first."""
+    if not _LENGTHS or len(text) < min(_LENGTHS):
+        return []
     if len(_KNOWN) <= _SCAN_ABOVE:
         found = {s for s in _KNOWN if s in text}
     else:

@@ -17,7 +17,14 @@ import structlog
 
 from scaler import events as ev
 from scaler.config import Config, PoolConfig
-from scaler.domain.instance import NOT_YET_BUSY, TOOK_JOB_GRACE, Instance, InstanceState
+from scaler.domain.instance import (
+    COLLECTABLE,
+    NOT_YET_BUSY,
+    TOOK_JOB_GRACE,
+    TOOK_JOB_HOLD_RESYNCS,
+    Instance,
+    InstanceState,
+)
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
 from scaler.naming import stem
@@ -33,6 +40,7 @@ from scaler.provider import (
 
 log = structlog.get_logger("scaler.store")
 S = InstanceState
+_COLLECTOR_ACTS_ON = COLLECTABLE | {S.DELETING}
 
 # A provider whose creates keep failing is skipped (its jobs fall back to
 # lower-priority pools) for a while.
@@ -74,6 +82,9 @@ class Snapshot:
     # Idle runners each warm pool should hold (scaler.warm), computed outside
     # the planner from the arrivals seen; pools without ``warm`` are absent.
     warm: Mapping[str, int] = field(default_factory=dict)
+    # Per forge: took-a-job guesses (``Instance.took_job_at``, claims) made
+    # before this still stand for a queued job; forges not named: the grace.
+    took_after: Mapping[str, float] = field(default_factory=dict)
 
 
 JobStartedHook = Callable[[Job, "Instance | None"], None]
@@ -115,6 +126,11 @@ class Store:
     # with its pool and the seconds since it was planned.
     on_job_seen: JobSeenHook | None = None
     on_booted: BootedHook | None = None
+    # Names of the instances the collector may have to act on (done, failed,
+    # being deleted, retired), so its pass never walks every instance: in a
+    # storm it runs after every full plan.
+    collectable: dict[str, None] = field(default_factory=dict)
+    runner_listings: int = 0  # runner listings applied (the orphan collector looks again after each)
 
     def __post_init__(self) -> None:
         self.pools: Mapping[str, PoolConfig] = {p.name: p for p in self.config.pools}
@@ -128,10 +144,25 @@ class Store:
 
     def snapshot(self, now: float) -> Snapshot:
         unavailable = frozenset(name for name, h in self.providers.items() if not h.synced or h.unhealthy_until > now)
+        took_after = self.took_after(now)
         if self.claims:
-            self.claims = {n: c for n, c in self.claims.items() if c.took_at > now - TOOK_JOB_GRACE}
+            grace = now - TOOK_JOB_GRACE
+            self.claims = {
+                n: c
+                for n, c in self.claims.items()
+                if c.took_at > took_after.get(self._forge_of_pool.get(c.pool, ""), grace)
+            }
         claims = tuple(self.claims.values())
-        return Snapshot(now, self.queued_jobs(), tuple(self.instances.values()), unavailable, claims)
+        instances = tuple(self.instances.values())
+        return Snapshot(now, self.queued_jobs(), instances, unavailable, claims, took_after=took_after)
+
+    def took_after(self, now: float) -> dict[str, float]:
+        """Per forge, the oldest took-a-job guess that still stands: the grace,
+        or for a forge whose queue listings end guesses, until one does."""
+        hold = max(TOOK_JOB_GRACE, TOOK_JOB_HOLD_RESYNCS * self.config.timing.resync_interval)
+        return {
+            f.name: now - (hold if self.forge_lists_jobs.get(f.name) else TOOK_JOB_GRACE) for f in self.config.forges
+        }
 
     def queued_jobs(self) -> tuple[Job, ...]:
         # ``queued_seen`` holds exactly the queued jobs' keys, in arrival order.
@@ -149,8 +180,15 @@ class Store:
 
     # --- writing (reconciler only) -----------------------------------------
 
-    def add_pending(self, inst: Instance) -> None:
+    def _filed(self, inst: Instance) -> None:
         self.instances[inst.name] = inst
+        if inst.state in _COLLECTOR_ACTS_ON or inst.retire_reason is not None:
+            self.collectable[inst.name] = None
+        else:
+            self.collectable.pop(inst.name, None)
+
+    def add_pending(self, inst: Instance) -> None:
+        self._filed(inst)
         self.tombstones.pop(inst.name, None)
         if self.observer is not None:
             self.observer.instance_changed(None, inst)
@@ -171,11 +209,12 @@ class Store:
             self.on_booted(inst.pool, now - inst.created_at)
         if state is S.DELETED:
             del self.instances[name]
+            self.collectable.pop(name, None)
             self.tombstones[name] = now
             if inst.took_job_at is not None:
                 self.claims[name] = Claim(inst.pool, inst.took_job_at, inst.job_id if inst.bound else None)
         else:
-            self.instances[name] = new
+            self._filed(new)
         if self.observer is not None:
             self.observer.instance_changed(inst, new)
         return new
@@ -183,7 +222,8 @@ class Store:
     def update(self, name: str, **changes: object) -> None:
         inst = self.instances.get(name)
         if inst is not None:
-            new = self.instances[name] = dataclasses.replace(inst, **changes)  # type: ignore[arg-type]
+            new = dataclasses.replace(inst, **changes)  # type: ignore[arg-type]
+            self._filed(new)
             if self.observer is not None:
                 self.observer.instance_changed(inst, new)
 
@@ -261,9 +301,10 @@ class Store:
         if new.state is JobState.IN_PROGRESS:
             self.move(inst.name, S.BUSY, now, job_id=new.id, took_job_at=None)
         elif new.state is JobState.COMPLETED:
-            self.move(inst.name, S.DONE, now, job_id=new.id, took_job_at=None)
+            self.move(inst.name, S.DONE, now, job_id=new.id, took_job_at=None, had_task=True)
 
     def _forge_synced(self, e: ev.ForgeSynced, now: float) -> None:
+        self.runner_listings += 1
         # A runner whose instance was torn down (deregistered) after this
         # listing began is stale here, not an orphan to deregister again.
         self.runners[e.forge] = {
@@ -271,22 +312,23 @@ class Store:
         }
         if not e.jobs_unknown:
             self.forge_lists_jobs[e.forge] = e.queued is not None
+        queue_from = e.queue_listed_from
         if e.queued is not None:
             listed = {j.key for j in e.queued}
             for key, seen in list(self.queued_seen.items()):
                 # Gone from the queue and not reported since the listing began:
                 # taken by a runner or cancelled. Reports will say which.
-                if key[0] == e.forge and key not in listed and seen < e.started_at:
+                if key[0] == e.forge and key not in listed and seen < queue_from:
                     self._forget_job(key)
             for job in e.queued:
                 self._merge_job(job, now, now)
             for name, claim in list(self.claims.items()):
-                if self._forge_of_pool.get(claim.pool) == e.forge and claim.took_at < e.started_at:
+                if self._forge_of_pool.get(claim.pool) == e.forge and claim.took_at < queue_from:
                     del self.claims[name]  # as for live instances, below
         for inst in list(self.instances_of_forge(e.forge)):
-            if e.queued is not None and inst.took_job_at is not None and inst.took_job_at < e.started_at:
-                # A queue listed after the instance took its job no longer
-                # holds that job: the planner need not assume it taken.
+            if e.queued is not None and inst.took_job_at is not None and inst.took_job_at < queue_from:
+                # A queue listing begun after the instance took its job no
+                # longer holds that job: the planner need not assume it taken.
                 self.update(inst.name, took_job_at=None)
             self._runner_to_instance(inst, self.runners[e.forge].get(inst.name), e, now)
 
@@ -296,8 +338,8 @@ class Store:
             if inst.runner_id is None:
                 self.update(inst.name, runner_id=runner.id)
             if runner.busy and e.queued is not None:
-                # The queue listed just before no longer holds the job this
-                # runner took (unless it took it in the instant between).
+                # The queue was listed after the runners (``Resync``): it no
+                # longer holds the job this runner took.
                 self.move(inst.name, S.BUSY, now, took_job_at=None)
             elif runner.busy:
                 self.move(inst.name, S.BUSY, now)
@@ -340,6 +382,8 @@ class Store:
             changes: dict[str, object] = {"last_error": f"exit code {info.exit_code}" if info.exit_code else None}
             if info.exit_code and inst.state in NOT_YET_BUSY:
                 changes["took_job_at"] = None  # killed or crashed before anyone saw it busy: no job taken
+            elif not info.exit_code and inst.state in NOT_YET_BUSY:
+                changes["had_task"] = True  # an ephemeral runner exits cleanly after its one job
             self.move(inst.name, S.DONE, now, **changes)
         elif info.status is InstanceStatus.FAILED:
             self.move(inst.name, S.FAILED, now, last_error=info.reason or "failed on provider")
@@ -380,7 +424,7 @@ class Store:
             provisioned=True,
             last_error=info.reason,
         )
-        self.instances[info.name] = inst
+        self._filed(inst)
         if self.observer is not None:
             self.observer.instance_changed(None, inst)
         log.info("instance adopted", instance=info.name, pool=inst.pool, state=str(state))

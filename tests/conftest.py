@@ -93,9 +93,11 @@ class Harness:
         return {i.name: str(i.state) for i in self.scaler.store.instances.values()}
 
 
-def make_harness(data: dict[str, Any] | None = None, *, auto_online: bool = True) -> Harness:
+def make_harness(
+    data: dict[str, Any] | None = None, *, auto_online: bool = True, clock: FakeClock | None = None
+) -> Harness:
     config = parse_config(data or base_config())
-    clock = FakeClock()
+    clock = clock or FakeClock()
     state = FakeForgeState(secret=SECRET, auto_online=auto_online)
     forge = FakeForge(config.forges[0], state)
     providers = {

@@ -57,6 +57,12 @@ class IllegalTransition(ValueError):
 # follows within a second; if it was lost, guessing wrong delays a later job by
 # at most this long, while guessing the other way starts a runner nobody needs.
 TOOK_JOB_GRACE = 10.0
+# For a forge that lists its queue, the guess ends when a queue listing begun
+# after it has been applied (that listing is the truth), or a report names the
+# job; the grace would end it early whenever reports and listings run late (a
+# storm), and start that second runner. This many resync intervals bound it in
+# case listings keep failing.
+TOOK_JOB_HOLD_RESYNCS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,10 @@ class Instance:
     # queued job is taken to be running here: the runner usually claims its
     # job before the forge's in_progress webhook is applied.
     took_job_at: float | None = None
+    # It ran a job on the forge (seen busy, a report named it, or it exited
+    # cleanly after being seen): a forge that drops used ephemeral runners
+    # has dropped, or will drop, its record.
+    had_task: bool = False
 
     def to(self, state: InstanceState, now: float, **changes: Any) -> Instance:
         if state is not self.state and state not in TRANSITIONS[self.state]:
@@ -92,6 +102,8 @@ class Instance:
             changes.setdefault("idle_since", now)
         if state in _TOOK_JOB and self.state in NOT_YET_BUSY:
             changes.setdefault("took_job_at", now)
+        if state is S.BUSY:
+            changes.setdefault("had_task", True)
         return dataclasses.replace(self, state=state, updated_at=now, **changes)
 
     def can_go(self, state: InstanceState) -> bool:

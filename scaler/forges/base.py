@@ -71,6 +71,10 @@ class RunnerLaunch:
 class ForgeAdapter(Protocol):
     name: str  # the config's forge name (also the webhook path segment)
     kind: str  # "gitea" | "forgejo" | "github" | "fake"
+    # The forge deletes an ephemeral runner's record itself once its job is
+    # over, so the collector need not (one call less per job); a record that
+    # lingers anyway is an orphan the resync's runner listing finds.
+    drops_used_runners: bool
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         """Raise SignatureError unless the delivery is signed with a configured

@@ -231,13 +231,16 @@ class GiteaFamily:
     default_image = "docker.io/gitea/act_runner:latest"
     signature_headers: tuple[str, ...] = (HUB_256, GITEA, GOGS)
     runners_key: str | None = "runners"  # Gitea wraps lists; Forgejo answers a bare array
+    # Gitea models/actions/task.go UpdateTask (1.24+) and Forgejo
+    # routers/api/actions/runner/runner.go UpdateTask delete an ephemeral
+    # runner when its task ends.
+    drops_used_runners = True
 
     def __init__(
         self,
         config: ForgeConfig,
         *,
         clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
@@ -253,7 +256,6 @@ class GiteaFamily:
             headers={"accept": "application/json", "user-agent": "runner-scaler"},
             sleep=self.clock.sleep,
             now=self.clock.now,
-            transport=transport,
             concurrency=config.concurrency,
         )
         self.version: tuple[int, int, int] | None = None
@@ -435,9 +437,8 @@ class GiteaForge(GiteaFamily):
         config: ForgeConfig,
         *,
         clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(config, clock=clock, transport=transport)
+        super().__init__(config, clock=clock)
         self._jobs_listing: bool | None = None
         self._reg_token: Secret | None = None
 

@@ -21,7 +21,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
 import structlog
 
 from scaler.clock import Clock, SystemClock
@@ -195,13 +194,13 @@ class AppTokens:
 
 class GitHubForge:
     kind = "github"
+    drops_used_runners = True  # a JIT runner is ephemeral; GitHub removes it after its job
 
     def __init__(
         self,
         config: ForgeConfig,
         *,
         clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
@@ -234,7 +233,6 @@ class GitHubForge:
             },
             sleep=self.clock.sleep,
             now=self.clock.now,
-            transport=transport,
             on_unauthorized=self.app.invalidate if self.app is not None else None,
             concurrency=config.concurrency,
         )

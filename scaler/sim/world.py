@@ -307,6 +307,9 @@ class SimForge:
     """The forge adapter the core talks to in a replay."""
 
     kind = "sim"
+    # The simulated forge keeps a runner until the collector deregisters it,
+    # so a replay counts the same forge calls whatever forge it stands for.
+    drops_used_runners = False
 
     def __init__(self, world: World) -> None:
         self.world = world

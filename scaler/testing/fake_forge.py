@@ -137,6 +137,7 @@ class FakeForge:
     """The adapter the core talks to; all state lives in a FakeForgeState."""
 
     kind = "fake"
+    drops_used_runners = False  # FakeForgeState keeps a runner until it is deregistered
 
     def __init__(self, config: ForgeConfig, state: FakeForgeState | None = None) -> None:
         self.name = config.name

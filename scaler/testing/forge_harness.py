@@ -8,7 +8,8 @@
   ``GET accepted`` (when each job's queued delivery was answered 2xx, on
   ``time.monotonic()``), ``POST reset``;
 * **a delivery loop** sending each webhook as soon as it is emitted, over a
-  few keep-alive connections (the forge's own ``flush`` sends on demand);
+  few keep-alive connections (``RawHTTP``: httpx would cost the fake ~1 ms of
+  CPU per delivery; the forge's own ``flush`` sends on demand);
 * **counting**: forge calls (the scaler's REST and ``Register`` calls, not
   the runners' own protocol) in flight, and mints per runner name;
 * :class:`LateAnswers`: do the work, then answer late — the reply a client
@@ -35,6 +36,8 @@ from typing import Any
 import httpx
 
 from scaler.testing.fake_forge_server import FakeForgeServer, FJob, SentDelivery
+from scaler.testing.fake_forge_server._base import DONE
+from scaler.testing.rawhttp import RawHTTP
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -113,6 +116,7 @@ class Harness:
         self._meta: dict[int, tuple[int, str]] = {}  # id(delivery) -> (job id, status)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._clients: dict[tuple[str, int], RawHTTP] = {}
         self._wrap_emit()
 
     def _wrap_emit(self) -> None:
@@ -215,7 +219,7 @@ class Harness:
             "runners": len(runners),
             "runners_ours": len(ours),
             "runners_busy": sum(1 for r in ours if r.busy),
-            "jobs": dict(Counter(j.status for j in self.server.jobs.values())),
+            "jobs": {s: n for s, ix in self.server.ix.by_status.items() if (n := len(ix.jobs))},
             "mints": sum(self.minted.values()),
             "duplicate_mints": sum(n - 1 for n in self.minted.values() if n > 1),
             "inflight": self.inflight,
@@ -237,34 +241,42 @@ class Harness:
 
     async def _deliver(self) -> None:
         queue: asyncio.Queue[SentDelivery] = asyncio.Queue()
-        limits = httpx.Limits(max_connections=self.senders, max_keepalive_connections=self.senders)
-        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-            workers = [asyncio.create_task(self._send(client, queue)) for _ in range(self.senders)]
-            try:
-                while True:
-                    await self._wake.wait()
-                    self._wake.clear()
-                    pending, self.server.outbox = self.server.outbox, []
-                    for d in pending:
-                        queue.put_nowait(d)
-            finally:
-                for w in workers:
-                    w.cancel()
+        workers = [asyncio.create_task(self._send(queue)) for _ in range(self.senders)]
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                pending, self.server.outbox = self.server.outbox, []
+                for d in pending:
+                    queue.put_nowait(d)
+        finally:
+            for w in workers:
+                w.cancel()
+            for client in self._clients.values():
+                await client.close()
 
-    async def _send(self, client: httpx.AsyncClient, queue: asyncio.Queue[SentDelivery]) -> None:
+    def _client(self, url: httpx.URL) -> RawHTTP:
+        key = (url.host, url.port or 80)
+        if key not in self._clients:
+            self._clients[key] = RawHTTP(url.host, url.port or 80, self.senders)
+        return self._clients[key]
+
+    async def _send(self, queue: asyncio.Queue[SentDelivery]) -> None:
         while True:
             d = await queue.get()
             meta = self._meta.pop(id(d), None)
-            if httpx.URL(d.url).host not in ("127.0.0.1", "localhost", "::1"):
+            url = httpx.URL(d.url)
+            if url.host not in ("127.0.0.1", "localhost", "::1"):
                 continue  # loopback only
+            target = url.raw_path.decode()
             for attempt in range(5):  # the forge retries a failed delivery (Gitea: a few times)
                 try:
-                    resp = await client.post(d.url, content=d.body, headers=d.headers)
-                except httpx.HTTPError:
+                    async with asyncio.timeout(30):
+                        d.status, _ = await self._client(url).request("POST", target, d.body, d.headers)
+                except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
                     await asyncio.sleep(0.5 * (attempt + 1))
                     continue
-                d.status = resp.status_code
-                if resp.status_code < 500:
+                if d.status < 500:
                     break
                 await asyncio.sleep(0.5 * (attempt + 1))
             if meta is not None and meta[1] == "waiting" and d.status is not None and 200 <= d.status < 300:
@@ -275,8 +287,9 @@ class Harness:
         while True:
             await asyncio.sleep(5)
             cutoff = time.time() - self.prune_after
-            for job_id in [j.id for j in self.server.jobs.values() if j.done and (j.completed_at or 0) < cutoff]:
-                del self.server.jobs[job_id]
+            for job in self.server.jobs_with_status(*DONE):
+                if (job.completed_at or 0) < cutoff:
+                    self.server.forget_job(job)
 
 
 def _endpoint(path: str) -> str:
@@ -301,6 +314,7 @@ async def serve(kind: str, version: str | None, port: int, port_file: str | None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
+    sock.listen(4096)  # connections wait in the backlog from the moment the port is published
     server.port = sock.getsockname()[1]
     config = uvicorn.Config(harness, log_level="warning", access_log=False, lifespan="off", backlog=4096)
     uv = uvicorn.Server(config)

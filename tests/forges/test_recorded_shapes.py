@@ -27,26 +27,43 @@ GITEA = ["1.24.0", "1.25.0", "1.26.0", "1.27.0"]
 FORGEJO = ["15.0.0", "16.0.1", "17.0.0"]
 
 
-class Recorder(httpx.AsyncBaseTransport):
-    """Forwards to the fake over loopback and keeps what the adapter sent."""
+class Recorder:
+    """ASGI middleware before the fake: keeps what the adapter sent over loopback."""
 
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+    def __init__(self, app: Any) -> None:
+        self.app = app
         self.sent: list[tuple[str, str, Any]] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = await request.aread()
-        self.sent.append((request.method, request.url.path, json.loads(body) if body else None))
-        return await self.inner.handle_async_request(request)
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        messages = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            body.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        self.sent.append((scope["method"], scope["path"], json.loads(body) if body else None))
+
+        async def replay() -> Any:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     def body_of(self, path_end: str) -> Any:
         return next(b for m, p, b in self.sent if m == "POST" and p.endswith(path_end))
 
 
-def _serve(kind: str, version: str | None) -> Iterator[FakeForgeServer]:
-    srv = FakeForgeServer(kind, version).start()
+def _serve(kind: str, version: str | None) -> Iterator[tuple[FakeForgeServer, Recorder]]:
+    srv = FakeForgeServer(kind, version)
+    rec = Recorder(srv.app)
+    srv.app = rec  # type: ignore[assignment]
+    srv.start()
     try:
-        yield srv
+        yield srv, rec
     finally:
         srv.stop()
 
@@ -80,10 +97,9 @@ def _rpc(c: httpx.Client, method: str, body: Any, auth: dict[str, str] | None = 
 
 @pytest.mark.parametrize("version", GITEA)
 async def test_gitea(version: str, tmp_path: Path) -> None:
-    for srv in _serve("gitea", version):
+    for srv, rec in _serve("gitea", version):
         shapes, proto = Shapes("gitea", version), Shapes("runner")
-        rec = Recorder()
-        adapter = GiteaForge(forge_config(tmp_path, "gitea", srv.url), clock=FakeClock(), transport=rec)
+        adapter = GiteaForge(forge_config(tmp_path, "gitea", srv.url), clock=FakeClock())
         job = srv.queue_job("acme/app", ["ubuntu-latest"])
         launch = await adapter.mint(pool(), "rs-small-1", None)
         _ok(proto, "RegisterRequest", rec.body_of("/Register"))
@@ -122,10 +138,9 @@ async def test_gitea(version: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", FORGEJO)
 async def test_forgejo(version: str, tmp_path: Path) -> None:
-    for srv in _serve("forgejo", version):
+    for srv, rec in _serve("forgejo", version):
         shapes, proto = Shapes("forgejo", version), Shapes("runner")
-        rec = Recorder()
-        adapter = ForgejoForge(forge_config(tmp_path, "forgejo", srv.url), clock=FakeClock(), transport=rec)
+        adapter = ForgejoForge(forge_config(tmp_path, "forgejo", srv.url), clock=FakeClock())
         job = srv.queue_job("acme/app", ["ubuntu-latest"])
         launch = await adapter.mint(pool(), "rs-small-1", None)
         _ok(shapes, "RegisterRunnerOptions", rec.body_of("/actions/runners"))
@@ -169,10 +184,9 @@ async def test_forgejo(version: str, tmp_path: Path) -> None:
 
 async def test_github(tmp_path: Path) -> None:
     clock = FakeClock()
-    for srv in _serve("github", None):
+    for srv, rec in _serve("github", None):
         shapes = Shapes("github")
-        rec = Recorder()
-        adapter = GitHubForge(forge_config(tmp_path, "github", srv.url), clock=clock, transport=rec)
+        adapter = GitHubForge(forge_config(tmp_path, "github", srv.url), clock=clock)
         job = srv.queue_job("acme/app", ["self-hosted", "gpu"])
         launch = await adapter.mint(pool(("gpu",)), "rs-gpu-1", None)
         _ok(shapes, "generate-jitconfig-request", rec.body_of("/generate-jitconfig"))

@@ -109,7 +109,7 @@ def test_status_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_serve_and_status_end_to_end(tmp_path: Path) -> None:
-    """serve starts on the example config, answers /healthz, and status reads it."""
+    """serve starts on the example config, answers /healthz, status reads it, and SIGTERM ends it with 0 in time."""
     import socket
     import time
 
@@ -153,9 +153,12 @@ def test_serve_and_status_end_to_end(tmp_path: Path) -> None:
         ).stdout
         assert json.loads(out)[0]["name"] == "small"
     finally:
-        proc.terminate()
-        logs = proc.communicate(timeout=10)[0].decode()
-    assert "listening" in logs and "local-secret-value" not in logs
+        stopping = time.monotonic()
+        proc.terminate()  # SIGTERM, as Kubernetes and systemd stop it
+        logs = proc.communicate(timeout=25)[0].decode()
+    assert proc.returncode == 0, logs[-2000:]  # a clean shutdown, not death by the signal (-15)
+    assert time.monotonic() - stopping < 20
+    assert "listening" in logs and "stopped" in logs and "local-secret-value" not in logs
 
 
 def test_serve_bad_config_exit_2(tmp_path: Path) -> None:

@@ -79,3 +79,24 @@ async def test_credentials_forgotten_after_teardown() -> None:
     h.run_job(job, name)
     await h.scaler.settle()
     assert runner.token.reveal() not in known_secret_values()
+
+
+def test_length_bound_scan_finds_every_secret_it_must() -> None:
+    """Texts shorter than the shortest secret skip the scan; every longer text is still searched, after forgets too."""
+    from scaler.secrets import forget_secret_value, register_secret_value, secrets_in
+
+    long_one, short_one = "L" * 40 + "-long-secret", "short-secret-7"
+    register_secret_value(long_one)
+    register_secret_value(short_one)
+    try:
+        assert secrets_in(f"x{short_one}y") == [short_one]
+        assert secrets_in(f"a {long_one} and {short_one}") == [long_one, short_one]
+        forget_secret_value(short_one)
+        forget_secret_value(short_one)  # twice: the count of its length must not go wrong
+        assert secrets_in(f"x{short_one}y") == []
+        assert secrets_in(f"[{long_one}]") == [long_one]
+        register_secret_value(short_one)
+        assert secrets_in(short_one) == [short_one]
+    finally:
+        forget_secret_value(long_one)
+        forget_secret_value(short_one)

@@ -408,3 +408,20 @@ async def test_job_bound_credential_forces_a_full_plan(full_plans: list[float]) 
     harness.clock.advance(FULL_PLAN_GAP)  # ...once the gap between event-driven full plans passed
     await harness.scaler.step_reconcile()
     assert len(full_plans) == before + 1
+
+
+async def test_a_launch_that_ends_while_a_pass_drains_is_not_launched_again(harness: Harness) -> None:
+    """A pass yields while applying many events; a launch finishing meanwhile is not dispatched (and minted) twice."""
+    from scaler import events as ev
+    from scaler.domain.job import Job, JobState
+    from scaler.reconciler import DRAIN_SLICE
+
+    await harness.scaler.rebuild()
+    harness.queue()
+    await harness.scaler.step_reconcile(full=True)  # the instance is added, its launch spawned, not yet run
+    for i in range(2 * DRAIN_SLICE):  # reports for jobs no pool serves: only something to drain
+        foreign = Job("fake", 10_000 + i, "evil/app", ("ubuntu-latest",), JobState.QUEUED)
+        harness.scaler.inbox.post(ev.JobReported(foreign, harness.clock.now()))
+    await harness.scaler.step_reconcile(full=True)  # the launch completes at the drain's first yield
+    await harness.scaler.settle()
+    assert len(harness.forge.minted) == 1 and len(harness.provider.create_calls()) == 1

@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from scaler import events as ev
 from scaler.config import parse_config
-from scaler.domain.instance import Instance, InstanceState
+from scaler.domain.instance import TOOK_JOB_HOLD_RESYNCS, Instance, InstanceState
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
 from scaler.planner import TOOK_JOB_GRACE, PoolIndex, place_new, plan
@@ -361,6 +361,39 @@ def test_the_guess_outlives_the_torn_down_instance() -> None:
     # rs-cpu-2's report never comes: past the grace, job 2 gets a runner.
     assert [c.job.id for c in plan(store.snapshot(1.0 + TOOK_JOB_GRACE + 0.1), index).creates if c.job] == [2]
     assert store.claims == {}
+
+
+def test_for_a_forge_that_lists_jobs_the_guess_holds_until_a_listing_begun_after_it() -> None:
+    """Reports and listings late (a storm): the guess outlives the grace until a queue listing begun after it."""
+    store, index = _one_pool_store()
+    job1 = Job("fake", 1, "acme/lib", ("ubuntu-latest",), JobState.QUEUED)
+    store.apply(ev.ForgeSynced("fake", [job1], [], 0.0), 0.0)  # this forge lists its queue
+    store.add_pending(Instance("rs-cpu-1", "cpu", "mem", S.PENDING, 0.0, 0.0))
+    store.apply(ev.Minted("rs-cpu-1", 7), 0.0)
+    store.apply(ev.InstanceObserved("mem", InstanceInfo("rs-cpu-1", InstanceStatus.EXITED, {}, exit_code=0)), 1.0)
+    store.apply(ev.TornDown("rs-cpu-1"), 1.5)
+    late = 1.0 + TOOK_JOB_GRACE + 20
+    assert plan(store.snapshot(late), index).creates == ()
+    # A slow listing whose queue pages began before the exit still shows job 1 waiting: no second runner.
+    store.apply(ev.ForgeSynced("fake", [job1], [], 0.5, queue_started_at=0.9), late)
+    assert plan(store.snapshot(late), index).creates == () and list(store.claims) == ["rs-cpu-1"]
+    # One begun after it is the truth: job 1 was taken.
+    store.apply(ev.ForgeSynced("fake", [], [], late, queue_started_at=late + 1), late + 2)
+    assert store.claims == {} and store.queued_jobs() == ()
+
+
+def test_the_hold_is_bounded_when_listings_keep_failing() -> None:
+    """No listing ever ends the guess: after a few resync intervals the job gets a runner."""
+    store, index = _one_pool_store()
+    job1 = Job("fake", 1, "acme/lib", ("ubuntu-latest",), JobState.QUEUED)
+    store.apply(ev.ForgeSynced("fake", [job1], [], 0.0), 0.0)
+    store.add_pending(Instance("rs-cpu-1", "cpu", "mem", S.PENDING, 0.0, 0.0))
+    store.apply(ev.Minted("rs-cpu-1", 7), 0.0)
+    busy = [RunnerInfo(7, "rs-cpu-1", online=True, busy=True)]
+    store.apply(ev.ForgeSynced("fake", None, busy, 1.0, jobs_unknown=True), 1.0)  # the job listing failed
+    hold = TOOK_JOB_HOLD_RESYNCS * store.config.timing.resync_interval
+    assert plan(store.snapshot(1.0 + hold - 0.1), index).creates == ()
+    assert [c.job.id for c in plan(store.snapshot(1.0 + hold + 0.1), index).creates if c.job] == [1]
 
 
 def test_a_later_queue_listing_ends_a_torn_down_instance_claim() -> None:

@@ -14,8 +14,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from scaler.forges._common import parse_version
+
+if TYPE_CHECKING:
+    from scaler.testing.fake_forge_server.index import WorldIndex
 
 ADMIN_TOKEN = "fake-admin-token-0123456789"  # noqa: S105 - a test fixture value
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time, as the forges write it
@@ -70,6 +74,15 @@ class FJob:
     def done(self) -> bool:
         return self.status in DONE
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Whoever moves a job (the world, or a test setting ``status`` by
+        # hand), the world's status index follows (``index.py``).
+        before = self.__dict__.get(name)
+        object.__setattr__(self, name, value)
+        index = self.__dict__.get("_index")
+        if index is not None and name == "status" and before != value:
+            index.status_changed(self, before)
+
 
 @dataclass
 class FRunner:
@@ -123,6 +136,7 @@ class ForgeBase:
     scope_tokens: dict[str, str]  # scope -> its current registration token
     requests: list[tuple[str, str]]
     tasks_version: int
+    ix: WorldIndex
     port: int
     app_id: int | None
     installation_id: int
@@ -138,6 +152,9 @@ class ForgeBase:
         self.scope_tokens = {}
         self.requests = []
         self.tasks_version = 0
+        from scaler.testing.fake_forge_server.index import WorldIndex
+
+        self.ix = WorldIndex()
 
     def next_id(self) -> int:
         return next(self._ids)

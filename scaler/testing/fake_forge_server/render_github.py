@@ -82,11 +82,14 @@ class GitHubShapes(ForgeBase):
             "steps": [],
         }
 
+    def github_run_status(self, jobs: list[FJob]) -> str:
+        statuses = [self.github_status(j)[0] for j in jobs]
+        return next((s for s in ("in_progress", "queued", "waiting") if s in statuses), "completed")
+
     def github_run(self, run_id: int, jobs: list[FJob]) -> dict[str, Any]:
         """``workflow-run``."""
         repo = jobs[0].repo
-        statuses = [self.github_status(j)[0] for j in jobs]
-        status = next((s for s in ("in_progress", "queued", "waiting") if s in statuses), "completed")
+        status = self.github_run_status(jobs)
         api = f"{self.url}/repos/{repo.full_name}/actions/runs/{run_id}"
         minimal = self.github_repo(repo, minimal=True)
         return {

@@ -83,7 +83,7 @@ class GiteaRest(WorldMixin):
         if request.method == "POST":
             return await self._create_runner(request)
         page, limit = self._page(request)
-        runners = sorted(self.runners.values(), key=lambda r: r.id)
+        runners = list(self.runners.values())  # ids only grow: insertion order is id order
         chunk = runners[(page - 1) * limit: page * limit]
         if self.kind == "gitea":
             return JSONResponse({"runners": [self.gitea_runner(r) for r in chunk], "total_count": len(runners)})
@@ -118,7 +118,7 @@ class GiteaRest(WorldMixin):
         if found is None:
             return _error("runner not found", 404)
         if request.method == "DELETE":
-            del self.runners[found.id]
+            self.drop_runner(found)
             return Response(status_code=204)
         render = self.gitea_runner if self.kind == "gitea" else self.forgejo_runner
         return JSONResponse(render(found))
@@ -132,8 +132,7 @@ class GiteaRest(WorldMixin):
                 return _error(f"Invalid status {status}", 400)
             wanted |= _GITEA_STATUS[status]
         page, limit = self._page(request)
-        jobs = [j for j in sorted(self.jobs.values(), key=lambda j: j.id)
-                if self.in_scope(j, scope) and (not wanted or j.status in wanted)]
+        jobs = self.jobs_in_scope(self.jobs_with_status(*wanted) if wanted else list(self.jobs.values()), scope)
         chunk = jobs[(page - 1) * limit: page * limit]
         return JSONResponse({"jobs": [self.gitea_job(j) for j in chunk], "total_count": len(jobs)})
 
@@ -141,9 +140,7 @@ class GiteaRest(WorldMixin):
         raw = request.query_params.get("labels")
         wanted = raw.split(",") if raw is not None else []
         jobs = []
-        for j in sorted(self.jobs.values(), key=lambda j: j.id):
-            if j.status not in ("waiting", "running") or not self.in_scope(j, scope):
-                continue
+        for j in self.jobs_in_scope(self.jobs_with_status("waiting", "running"), scope):
             if not wanted or (wanted[0] == "" and not j.labels) or (j.labels and set(j.labels) <= set(wanted)):
                 jobs.append(self.forgejo_job(j))
         return JSONResponse(jobs or None)  # a nil Go slice

@@ -12,13 +12,14 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from scaler.testing import fake_history
-from scaler.testing.fake_forge_server._base import FJob, iso
+from scaler.testing.fake_forge_server._base import iso
 from scaler.testing.fake_forge_server.rest_gitea import GiteaRest
 
 _GH_SCOPE = re.compile(r"^(/repos/[^/]+/[^/]+|/orgs/[^/]+|/enterprises/[^/]+)(/.*)$")
@@ -52,10 +53,14 @@ class GitHubRest(GiteaRest):
             return Response(status_code=304, headers=h)
         return Response(body, status_code=status, headers=h, media_type="application/json")
 
-    def _gh_page(self, request: Request, items: list[Any], key: str | None) -> Response:
+    def _gh_page(self, request: Request, items: list[Any], key: str | None,
+                 render: Callable[[Any], Any] | None = None) -> Response:
+        """One page of ``items``; ``render`` turns each item of the page (only) into its shape."""
         q = request.query_params
         per, page = min(100, int(q.get("per_page", 30) or 30)), int(q.get("page", 1) or 1)
         chunk = items[(page - 1) * per: page * per]
+        if render is not None:
+            chunk = [render(x) for x in chunk]
         headers = {}
         if page * per < len(items):
             headers["link"] = f'<{request.url.include_query_params(page=page + 1)}>; rel="next"'
@@ -95,11 +100,9 @@ class GitHubRest(GiteaRest):
     async def _github_scoped(self, request: Request, scope: str, rest: str) -> Response:
         method = request.method
         if rest == "/actions/runners" and method == "GET":
-            runners = [self.github_runner(r) for r in sorted(self.runners.values(), key=lambda r: r.id)]
             name = request.query_params.get("name")
-            if name:
-                runners = [r for r in runners if r["name"] == name]
-            return self._gh_page(request, runners, "runners")
+            runners = self.runners_named(name) if name else list(self.runners.values())
+            return self._gh_page(request, runners, "runners", self.github_runner)
         if rest == "/actions/runners/generate-jitconfig" and method == "POST":
             return await self._jitconfig(request)
         if rest in ("/actions/runners/registration-token", "/actions/runners/remove-token") and method == "POST":
@@ -113,9 +116,7 @@ class GitHubRest(GiteaRest):
             return self._runs(request, scope)
         m = re.match(r"^/actions/runs/(\d+)/jobs$", rest)
         if m:
-            jobs = [self.github_job(j) for j in sorted(self.jobs.values(), key=lambda j: j.id)
-                    if j.run_id == int(m.group(1))]
-            return self._gh_page(request, jobs, "jobs")
+            return self._gh_page(request, self.jobs_of_run(int(m.group(1))), "jobs", self.github_job)
         m = re.match(r"^/actions/jobs/(\d+)$", rest)
         if m:
             job = self.jobs.get(int(m.group(1)))
@@ -135,7 +136,8 @@ class GitHubRest(GiteaRest):
             return JSONResponse({"message": "Already exists - A runner with the same name exists"}, status_code=409)
         r = self.new_runner(body["name"], labels=("self-hosted", "Linux", "X64", *body["labels"]), ephemeral=True)
         cfg = {"runner_id": r.id, "name": r.name, "token": r.token, "url": self.url, "labels": list(r.labels)}
-        r.jit = base64.b64encode(json.dumps(cfg).encode()).decode()
+        self.set_jit(r, base64.b64encode(json.dumps(cfg).encode()).decode())
+        assert r.jit is not None
         return self._gh({"runner": self.github_runner(r), "encoded_jit_config": r.jit}, status=201)
 
     def _github_runner_item(self, request: Request, runner_id: int) -> Response:
@@ -145,23 +147,28 @@ class GitHubRest(GiteaRest):
         if request.method == "DELETE":
             if found.busy:
                 return JSONResponse({"message": "Bad request - Runner is currently running a job"}, status_code=422)
-            del self.runners[found.id]
+            self.drop_runner(found)
             return Response(status_code=204, headers=self._rate_headers())
         return self._gh(self.github_runner(found))
 
     def _runs(self, request: Request, scope: str) -> Response:
         status = request.query_params.get("status")
-        runs: dict[int, list[FJob]] = {}
-        for j in sorted(self.jobs.values(), key=lambda j: j.id):
-            if self.in_scope(j, scope):
-                runs.setdefault(j.run_id, []).append(j)
-        items = [self.github_run(rid, js) for rid, js in runs.items()]
+        # A run is queued, waiting or in progress only while one of its jobs is
+        # not done: those filters need not look at finished jobs.
+        open_only = status in ("queued", "waiting", "in_progress")
+        source = self.jobs_with_status("blocked", "waiting", "running") if open_only else list(self.jobs.values())
+        run_ids = dict.fromkeys(j.run_id for j in self.jobs_in_scope(source, scope))  # by their first job's id
+        runs = [(rid, [j for j in self.jobs_of_run(rid) if self.in_scope(j, scope)]) for rid in run_ids]
+        if open_only:
+            runs = sorted(runs, key=lambda r: r[1][0].id)
         if status:
-            items = [x for x in items if x["status"] == status]
-        filtered = fake_history.github_runs(request, items)
-        if isinstance(filtered, Response):
-            return filtered
-        return self._gh_page(request, filtered, "workflow_runs")
+            runs = [r for r in runs if self.github_run_status(r[1]) == status]
+        if request.query_params.get("created"):  # history listings (trace export): filter the rendered runs
+            filtered = fake_history.github_runs(request, [self.github_run(*r) for r in runs])
+            if isinstance(filtered, Response):
+                return filtered
+            return self._gh_page(request, filtered, "workflow_runs")
+        return self._gh_page(request, runs, "workflow_runs", lambda r: self.github_run(*r))
 
     def _check_jwt(self, request: Request) -> dict[str, Any] | None:
         if self.app_public_key is None:

@@ -96,7 +96,7 @@ class RunnerRpc(GitHubRest):
 
     def _rpc_runner(self, request: Request) -> FRunner | None:
         ruuid, rtoken = request.headers.get("x-runner-uuid"), request.headers.get("x-runner-token")
-        runner = next((r for r in self.runners.values() if r.uuid == ruuid), None)
+        runner = self.runner_by_uuid(ruuid)
         if runner is None or not rtoken or not hmac.compare_digest(runner.token, rtoken):
             return None
         return runner
@@ -120,7 +120,7 @@ class RunnerRpc(GitHubRest):
         raw_state = body.get("state")
         state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
         task_id = str(state.get("id", ""))
-        job = next((j for j in self.jobs.values() if str(j.task_id) == task_id), None)
+        job = self.job_by_task(task_id)
         if job is None or job.runner_id != runner.id:
             return connect_error("unknown", "update task: task not found")
         result = state.get("result")
@@ -135,7 +135,7 @@ class RunnerRpc(GitHubRest):
     async def _gh_runner(self, request: Request, verb: str) -> Response:
         """Stand-in GitHub runner protocol: the JIT config authenticates."""
         jit = request.headers.get("x-jit-config", "")
-        runner = next((r for r in self.runners.values() if r.jit and hmac.compare_digest(r.jit, jit)), None)
+        runner = self.runner_by_jit(jit)
         if runner is None:
             return JSONResponse({"message": "unauthorised"}, status_code=401)
         if verb == "online":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from scaler.testing.fake_forge_server._base import FJob, SentDelivery
 from scaler.testing.fake_forge_server.render_forgejo import ForgejoShapes
@@ -66,7 +67,12 @@ class WebhookMixin(ForgejoShapes, GitHubShapes):
         if rendered is None:
             return
         event, payload = rendered
-        body = json.dumps(payload, indent=None if self.kind == "github" else 2).encode()
+        # Go's MarshalIndent (two spaces, UTF-8 as is); orjson writes that in C,
+        # where json.dumps(indent=2) falls back to its pure-Python encoder.
+        if self.kind == "github":
+            body = json.dumps(payload).encode()
+        else:
+            body = orjson.dumps(payload, option=orjson.OPT_INDENT_2)
         for url, secret, events in self._targets():
             if events is not None and event not in events and "*" not in events:
                 continue
