@@ -76,7 +76,6 @@ import json
 import re
 import secrets
 import shlex
-import socket
 import threading
 import time
 import uuid
@@ -90,6 +89,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from scaler.testing.threaded import ThreadedServer
 
 __all__ = ["FakeKube", "LabelSelector"]
 
@@ -221,8 +222,7 @@ class FakeKube:
         self._run_until: dict[str, float] = {}  # pod uid -> monotonic time its sleep ends
         self._closing = False
         self.app = self._build_app()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._threaded: ThreadedServer | None = None
         self.port = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -231,31 +231,14 @@ class FakeKube:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, port: int = 0) -> FakeKube:
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1, access_log=False
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake kube API server did not start")
-            time.sleep(0.01)
+        self._threaded = ThreadedServer(self.app, "fake kube API server", lifespan="on", timeout_graceful_shutdown=1)
+        self.port = self._threaded.start(port)
         return self
 
     def stop(self) -> None:
         self._closing = True
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._threaded is not None:
+            self._threaded.stop()
 
     def __enter__(self) -> FakeKube:
         return self.start()

@@ -7,11 +7,8 @@ sign, flush), ``rest_gitea`` / ``rest_github`` (the REST API),
 from __future__ import annotations
 
 import argparse
-import socket
-import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,6 +18,7 @@ from starlette.routing import Route
 from scaler.testing.fake_forge_server._base import ADMIN_TOKEN
 from scaler.testing.fake_forge_server.faults import FaultMixin
 from scaler.testing.fake_forge_server.runner_rpc import RunnerRpc
+from scaler.testing.threaded import ThreadedServer
 
 RPC_PREFIX = "/api/actions/runner.v1.RunnerService/"
 
@@ -52,35 +50,19 @@ class FakeForgeServer(RunnerRpc, FaultMixin):
         self.rate_reset = clock() + rate_window
         self.app = Starlette(routes=[Route("/{path:path}", self._dispatch,
                                            methods=["GET", "POST", "PATCH", "DELETE", "PUT"])])
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._threaded: ThreadedServer | None = None
         self.port = 0
 
     # --- life cycle -----------------------------------------------------------
 
     def start(self) -> FakeForgeServer:
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake forge did not start")
-            time.sleep(0.01)
+        self._threaded = ThreadedServer(self.app, "fake forge", lifespan="off")
+        self.port = self._threaded.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._threaded is not None:
+            self._threaded.stop()
 
     def __enter__(self) -> FakeForgeServer:
         return self.start()
