@@ -346,8 +346,9 @@ class Store:
             elif runner.online and inst.state in (S.CREATING, S.STARTING):
                 self.move(inst.name, S.IDLE, now)
         elif inst.state in (S.IDLE, S.BUSY) and inst.updated_at < listed_at:
-            # An ephemeral runner the forge removed after its job.
-            self.move(inst.name, S.DONE, now)
+            # An ephemeral runner the forge removed after its job: nothing
+            # left to deregister.
+            self.move(inst.name, S.DONE, now, had_task=True)
 
     def _provider_synced(self, e: ev.ProviderSynced, now: float) -> None:
         health = self.providers.setdefault(e.provider, ProviderHealth())
@@ -392,14 +393,15 @@ class Store:
 
     def _stale_after_teardown(self, info: InstanceInfo, listed_at: float | None) -> bool:
         """A report about an instance already torn down (its delete succeeded):
-        an exit event that arrived late, or a listing begun before the delete.
-        Adopting it would only delete and deregister it a second time."""
+        any watch event that arrived late (a container's start, seen after
+        its delete, came back as an "adopted" instance whose runner was then
+        deregistered a second time), or a listing begun before the delete.
+        A re-created name has no tombstone (``add_pending``), and an instance
+        that really survived its delete is in a listing begun after it."""
         gone_at = self.tombstones.get(info.name)
         if gone_at is None:
             return False
-        if listed_at is None:
-            return info.status in (InstanceStatus.EXITED, InstanceStatus.FAILED)
-        return listed_at < gone_at
+        return listed_at is None or listed_at < gone_at
 
     def _adopt(self, provider: str, info: InstanceInfo, now: float) -> None:
         """An instance of ours the store does not know: after a restart, or a

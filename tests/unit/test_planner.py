@@ -16,7 +16,7 @@ from scaler.domain.instance import TOOK_JOB_HOLD_RESYNCS, Instance, InstanceStat
 from scaler.domain.job import Job, JobState
 from scaler.forges.base import RunnerInfo
 from scaler.planner import TOOK_JOB_GRACE, PoolIndex, place_new, plan
-from scaler.provider import LABEL_POOL, InstanceInfo, InstanceStatus
+from scaler.provider import LABEL_POOL, LABEL_RUNNER_ID, InstanceInfo, InstanceStatus
 from scaler.store import Store
 from tests.conftest import base_config
 
@@ -433,6 +433,9 @@ def test_reports_older_than_a_teardown_do_not_bring_the_instance_back() -> None:
     store.apply(ev.TornDown("rs-cpu-1"), 2.0)
     assert store.instances == {}
     store.apply(ev.InstanceObserved("mem", exited), 2.5)
+    # A start event delivered after the delete (docker's events stream, a busy loop) is old news too.
+    running = InstanceInfo("rs-cpu-1", InstanceStatus.RUNNING, {LABEL_POOL: "cpu", LABEL_RUNNER_ID: "7"})
+    store.apply(ev.InstanceObserved("mem", running), 2.55)
     store.apply(ev.ProviderSynced("mem", [exited], 1.9), 2.6)
     assert store.instances == {}
     # Listed after the delete, it is really there: adopted, to be deleted again.
