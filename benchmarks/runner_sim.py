@@ -86,9 +86,12 @@ class Sim:
         files: dict[str, str] = rec["files"]
         self.stats["booted"] += 1
         try:
+            command = rec.get("command") or []
             runner = next((v for k, v in files.items() if k.endswith("/.runner")), None)
             if runner is not None:
-                code = await self._gitea(name, json.loads(runner), _handle(rec.get("command") or []))
+                code = await self._gitea(name, json.loads(runner), _flag(command, "--handle"))
+            elif _flag(command, "--uuid"):
+                code = await self._gitea(name, _forgejo_runner(command, files), _flag(command, "--handle"))
             else:
                 jit = next(v for k, v in files.items() if k.endswith("jitconfig"))
                 code = await self._github(name, jit)
@@ -194,9 +197,22 @@ class Sim:
         os.replace(tmp, self.args.status)
 
 
-def _handle(command: list[str]) -> str | None:
+def _forgejo_runner(command: list[str], files: dict[str, str]) -> dict[str, Any]:
+    """What ``forgejo-runner one-job --url U --uuid ID --token-url file:PATH --label L``
+    (Forgejo >= 15, an ephemeral credential) reads: the address, the runner's
+    uuid, the token from the file the provider wrote, and its labels."""
+    token_url = _flag(command, "--token-url") or ""
+    path = token_url.removeprefix("file:")
+    if path not in files:
+        raise ValueError(f"--token-url {token_url!r}: no such file in the launch")
+    labels = [command[i + 1] for i, a in enumerate(command[:-1]) if a == "--label"]
+    return {"address": _flag(command, "--url"), "uuid": _flag(command, "--uuid"), "token": files[path].strip(),
+            "labels": labels}
+
+
+def _flag(command: list[str], flag: str) -> str | None:
     for i, a in enumerate(command):
-        if a == "--handle" and i + 1 < len(command):
+        if a == flag and i + 1 < len(command):
             return command[i + 1]
     return None
 

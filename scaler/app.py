@@ -272,9 +272,19 @@ class Scaler:
                 "min_idle": p.min_idle,
                 "max": p.max,
                 "warm": _warm(warm.get(p.name)),
+                "crash_loop": self._crash_loop(p.name),
             }
             for p in self.config.pools
         }
+
+    def _crash_loop(self, pool: str) -> dict[str, Any] | None:
+        """The pool's streak of runners that ended before coming online, and
+        how long it makes nothing new (``scaler.domain.boot_failures``)."""
+        ends, until, error = self.store.boot_failures.streak(pool)
+        if not ends:
+            return None
+        left = max(0.0, until - self.clock.now())
+        return {"ended_before_online": ends, "backoff_seconds_left": round(left, 3), "last_error": error}
 
     def forge_stats(self) -> dict[str, list[dict[str, Any]]]:
         """Per forge: ``unservable`` waiting jobs (no pool's labels or

@@ -14,7 +14,8 @@ QUEUED_JOBS = Gauge(
 ASSIGNED_JOBS = Gauge("runner_scaler_assigned_jobs", "Waiting jobs the planner gave this pool", ["pool"])
 HELD_BACK_JOBS = Gauge(
     "runner_scaler_held_back_jobs",
-    "Waiting jobs no instance was planned for, by why (max, global_cap, provider_cap, provider_unavailable)",
+    "Waiting jobs no instance was planned for, by why"
+    " (max, global_cap, provider_cap, provider_unavailable, crash_loop)",
     ["pool", "reason"],
 )
 UNSERVABLE_JOBS = Gauge(

@@ -66,7 +66,7 @@ class Plan:
 
 
 # Why a waiting job got no instance, for its highest-priority candidate pool.
-HELD_REASONS = ("max", "global_cap", "provider_cap", "provider_unavailable")
+HELD_REASONS = ("max", "global_cap", "provider_cap", "provider_unavailable", "crash_loop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +160,7 @@ class Placement:
         self.index = index
         self.tallies, provider_live, total_live = _tally(snapshot, index)
         self.unavailable = snapshot.unavailable_providers
+        self.crash_loops = {p for p, until in snapshot.crash_loops.items() if until > snapshot.now}
         self.global_room = config.limits.max_instances - total_live
         self.provider_room = {
             p.name: (p.max_instances if p.max_instances is not None else 1 << 30) - provider_live.get(p.name, 0)
@@ -174,6 +175,7 @@ class Placement:
     def _room(self, pool: PoolConfig, t: _PoolTally) -> bool:
         return (
             pool.provider not in self.unavailable
+            and pool.name not in self.crash_loops
             and t.live + t.creates < pool.max
             and self.global_room > 0
             and self.provider_room.get(pool.provider, 0) > 0
@@ -182,6 +184,8 @@ class Placement:
     def _no_room_reason(self, pool: PoolConfig, t: _PoolTally) -> str:
         if pool.provider in self.unavailable:
             return "provider_unavailable"
+        if pool.name in self.crash_loops:
+            return "crash_loop"
         if t.live + t.creates >= pool.max:
             return "max"
         if self.provider_room.get(pool.provider, 0) <= 0:
@@ -387,4 +391,5 @@ def next_decision_at(snapshot: Snapshot, index: PoolIndex) -> float:
         if inst.state is S.IDLE and not inst.bound:
             times.append((inst.idle_since or inst.updated_at) + pool.idle_timeout)
     times += [claim.took_at + TOOK_JOB_GRACE for claim in snapshot.claims]
+    times += snapshot.crash_loops.values()
     return min((t for t in times if t > now), default=math.inf)

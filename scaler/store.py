@@ -17,6 +17,7 @@ import structlog
 
 from scaler import events as ev
 from scaler.config import Config, PoolConfig
+from scaler.domain.boot_failures import BootFailures
 from scaler.domain.instance import (
     COLLECTABLE,
     NOT_YET_BUSY,
@@ -82,6 +83,8 @@ class Snapshot:
     # Idle runners each warm pool should hold (scaler.warm), computed outside
     # the planner from the arrivals seen; pools without ``warm`` are absent.
     warm: Mapping[str, int] = field(default_factory=dict)
+    # Pools in crash-loop backoff (scaler.domain.boot_failures), with until when.
+    crash_loops: Mapping[str, float] = field(default_factory=dict)
     # Per forge: took-a-job guesses (``Instance.took_job_at``, claims) made
     # before this still stand for a queued job; forges not named: the grace.
     took_after: Mapping[str, float] = field(default_factory=dict)
@@ -139,6 +142,8 @@ class Store:
         for p in self.config.providers:
             self.providers.setdefault(p.name, ProviderHealth())
         self._last_expiry = float("-inf")
+        limits = self.config.limits
+        self.boot_failures = BootFailures(limits.backoff_initial, limits.backoff_max)
 
     # --- reading -----------------------------------------------------------
 
@@ -154,7 +159,11 @@ class Store:
             }
         claims = tuple(self.claims.values())
         instances = tuple(self.instances.values())
-        return Snapshot(now, self.queued_jobs(), instances, unavailable, claims, took_after=took_after)
+        loops = self.boot_failures.held(now)
+        return Snapshot(
+            now, self.queued_jobs(), instances, unavailable, claims,
+            took_after=took_after, crash_loops={p: self.boot_failures.streak(p)[1] for p in loops},
+        )
 
     def took_after(self, now: float) -> dict[str, float]:
         """Per forge, the oldest took-a-job guess that still stands: the grace,
@@ -205,8 +214,8 @@ class Store:
             log.debug("transition dropped", instance=name, src=str(inst.state), dst=str(state))
             return None
         new = inst.to(state, now, **changes)
-        if self.on_booted is not None and state in _ONLINE and inst.state in _BOOTING:
-            self.on_booted(inst.pool, now - inst.created_at)
+        if inst.state in _BOOTING and state is not inst.state:
+            self._boot_ended(inst, new, now)
         if state is S.DELETED:
             del self.instances[name]
             self.collectable.pop(name, None)
@@ -218,6 +227,21 @@ class Store:
         if self.observer is not None:
             self.observer.instance_changed(inst, new)
         return new
+
+    def _boot_ended(self, inst: Instance, new: Instance, now: float) -> None:
+        """A booting instance came online, or ended without ever being online
+        (crash-loop backoff); a create that never reached the provider is the
+        provider's failure (``ProviderHealth``), not the pool's."""
+        if new.state in _ONLINE:
+            self.boot_failures.online(inst.pool)
+            if self.on_booted is not None:
+                self.on_booted(inst.pool, now - inst.created_at)
+            return
+        wasted = new.state in (S.DONE, S.FAILED) and inst.provisioned and not new.had_task
+        if wasted and self.boot_failures.ended_before_online(inst.pool, now, new.last_error):
+            ends, until, _ = self.boot_failures.streak(inst.pool)
+            log.warning("pool in crash-loop backoff", pool=inst.pool, ended_before_online=ends,
+                        seconds=round(until - now, 1), last_error=new.last_error)
 
     def update(self, name: str, **changes: object) -> None:
         inst = self.instances.get(name)

@@ -111,6 +111,7 @@ class PlannerMachine(RuleBasedStateMachine):
                 "max": sum(1 for i in live if i.pool == name) >= pool.max,
                 "provider_cap": cap is not None and in_provider >= cap,
                 "global_cap": len(live) >= self.config.limits.max_instances,
+                "crash_loop": name in self.store.boot_failures.held(self.now),
             }[reason], (name, reason)
             assert demand.queued_in(pool.name) == demand.assigned.get(pool.name, 0) + demand.held_back_in(pool.name)
 
@@ -126,6 +127,7 @@ class PlannerMachine(RuleBasedStateMachine):
                 in_provider = sum(1 for i in live if i.provider == pool.provider)
                 assert (
                     in_pool >= pool.max
+                    or pool.name in self.store.boot_failures.held(self.now)  # crash-loop backoff
                     or len(live) >= self.config.limits.max_instances
                     or (provider_cap is not None and in_provider >= provider_cap)
                 ), f"job {job.id} unserved while {pool.name} had room"
