@@ -49,6 +49,10 @@ UNHEALTHY_AFTER_FAILURES = 3
 # Expiry scans every job; once every few seconds is plenty.
 EXPIRY_EVERY = 5.0
 _BOOTING = frozenset({S.CREATING, S.STARTING})
+# The exit status with which a forge's one-job runner says it reached the
+# forge and found no task (forgejo-runner one-job: poll.ErrNoTaskReceived,
+# ``scaler.forges.forgejo.ONE_JOB_NO_TASK_EXIT``): not a crash.
+_NO_TASK_EXIT = {"forgejo": 2}
 _ONLINE = frozenset({S.IDLE, S.BUSY})
 
 
@@ -138,6 +142,8 @@ class Store:
     def __post_init__(self) -> None:
         self.pools: Mapping[str, PoolConfig] = {p.name: p for p in self.config.pools}
         self._forge_of_pool = {p.name: p.forge for p in self.config.pools}
+        types = {f.name: f.type for f in self.config.forges}
+        self._forge_type = {p.name: types.get(p.forge, "") for p in self.config.pools}
         self._stems = tuple(stem(self.config.controller_id, p.name) + "-" for p in self.config.pools)
         for p in self.config.providers:
             self.providers.setdefault(p.name, ProviderHealth())
@@ -206,7 +212,12 @@ class Store:
         handler = _HANDLERS[type(event)]
         handler(self, event, now)
 
-    def move(self, name: str, state: InstanceState, now: float, **changes: object) -> Instance | None:
+    def move(
+        self, name: str, state: InstanceState, now: float, *, came_online: bool = False, **changes: object
+    ) -> Instance | None:
+        """Move an instance to ``state`` (dropped when the life cycle forbids
+        it). ``came_online``: its runner reached the forge even though no one
+        saw it online (forgejo-runner's "no task" exit), so it is no crash."""
         inst = self.instances.get(name)
         if inst is None:
             return None
@@ -215,7 +226,7 @@ class Store:
             return None
         new = inst.to(state, now, **changes)
         if inst.state in _BOOTING and state is not inst.state:
-            self._boot_ended(inst, new, now)
+            self._boot_ended(inst, new, now, came_online)
         if state is S.DELETED:
             del self.instances[name]
             self.collectable.pop(name, None)
@@ -228,10 +239,13 @@ class Store:
             self.observer.instance_changed(inst, new)
         return new
 
-    def _boot_ended(self, inst: Instance, new: Instance, now: float) -> None:
+    def _boot_ended(self, inst: Instance, new: Instance, now: float, came_online: bool) -> None:
         """A booting instance came online, or ended without ever being online
         (crash-loop backoff); a create that never reached the provider is the
         provider's failure (``ProviderHealth``), not the pool's."""
+        if came_online:
+            self.boot_failures.online(inst.pool)
+            return
         if new.state in _ONLINE:
             self.boot_failures.online(inst.pool)
             if self.on_booted is not None:
@@ -409,7 +423,8 @@ class Store:
                 changes["took_job_at"] = None  # killed or crashed before anyone saw it busy: no job taken
             elif not info.exit_code and inst.state in NOT_YET_BUSY:
                 changes["had_task"] = True  # an ephemeral runner exits cleanly after its one job
-            self.move(inst.name, S.DONE, now, **changes)
+            no_task = info.exit_code == _NO_TASK_EXIT.get(self._forge_type.get(inst.pool, ""))
+            self.move(inst.name, S.DONE, now, came_online=no_task, **changes)
         elif info.status is InstanceStatus.FAILED:
             self.move(inst.name, S.FAILED, now, last_error=info.reason or "failed on provider")
         elif inst.state is S.CREATING:

@@ -108,3 +108,25 @@ async def test_runner_image_that_always_crashes_mints_a_bounded_number() -> None
     assert stats["crash_loop"]["ended_before_online"] == creates
     assert stats["crash_loop"]["last_error"] == "exit code 1"
     assert len(h.forge.minted) == creates  # one credential per instance, none left over
+
+
+def test_forgejo_runners_that_found_no_task_are_no_crash_loop() -> None:
+    """forgejo-runner one-job's exit 2 (reached the forge, no task) is a working runner: it never brakes the pool."""
+    from scaler.forges.forgejo import ONE_JOB_NO_TASK_EXIT
+    from scaler.store import _NO_TASK_EXIT
+
+    assert _NO_TASK_EXIT["forgejo"] == ONE_JOB_NO_TASK_EXIT
+    data = base_config()
+    data["forges"][0] = dict(data["forges"][0], type="forgejo", token_env="RS_TEST_SECRET")
+    store = Store(parse_config(data))
+    store.providers["mem"].synced = True
+    _boot_and_exit(store, "rs-small-a", 0.0)
+    _boot_and_exit(store, "rs-small-b", 0.0)
+    for n in range(5):
+        _boot_and_exit(store, f"rs-small-n{n}", 0.0, code=ONE_JOB_NO_TASK_EXIT)
+    assert store.boot_failures.streak("small")[0] == 0 and store.boot_failures.held(0.0) == set()
+    # Under a gitea forge, exit 2 is just a failure.
+    store, _ = _store()
+    for n in range(3):
+        _boot_and_exit(store, f"rs-small-n{n}", 0.0, code=2)
+    assert store.boot_failures.held(0.0) == {"small"}
