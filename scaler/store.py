@@ -165,10 +165,9 @@ class Store:
             }
         claims = tuple(self.claims.values())
         instances = tuple(self.instances.values())
-        loops = self.boot_failures.held(now)
         return Snapshot(
             now, self.queued_jobs(), instances, unavailable, claims,
-            took_after=took_after, crash_loops={p: self.boot_failures.streak(p)[1] for p in loops},
+            took_after=took_after, crash_loops=self.boot_failures.held(now),
         )
 
     def took_after(self, now: float) -> dict[str, float]:

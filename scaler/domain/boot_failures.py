@@ -46,9 +46,9 @@ class BootFailures:
     def online(self, pool: str) -> None:
         self._pools.pop(pool, None)
 
-    def held(self, now: float) -> frozenset[str]:
-        """The pools in backoff at ``now``."""
-        return frozenset(p for p, s in self._pools.items() if s.held_until > now)
+    def held(self, now: float) -> dict[str, float]:
+        """The pools in backoff at ``now``, with until when."""
+        return {p: s.held_until for p, s in self._pools.items() if s.held_until > now}
 
     def streak(self, pool: str) -> tuple[int, float, str | None]:
         """(ends in a row, held until, the last end's error) for ``explain`` and the API."""

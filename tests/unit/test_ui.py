@@ -303,3 +303,23 @@ def test_warm_pool_target_on_the_overview() -> None:
         page = client.get("/ui/", headers={"hx-request": "true"}).text
     assert warm is not None and f'<span class="strong">{warm["target_idle"]}</span> idle' in page
     assert str(escape(warm["reason"])) in page  # (escaped: a reason may say "<=")
+
+
+def test_a_job_held_by_a_crash_loop_says_so(make_live: Any) -> None:
+    """A job waiting on a pool in crash-loop backoff shows the backoff, the streak and the last error."""
+    live = make_live()
+    now = live.scaler.clock.now()
+    for _ in range(6):  # a backoff of 16 s, longer than this test
+        live.scaler.store.boot_failures.ended_before_online("small", now, "exit code 127")
+    # Set directly, the backoff reaches the planner with the next timed full plan
+    # (an instance's end would ask for one at once).
+    reconciler = live.scaler.reconciler
+    wait_until(lambda: "small" in getattr(reconciler.last_plan.placement, "crash_loops", ()))
+    job, r = live.queue()
+    assert r.status_code == 202
+    wait_until(lambda: live.scaler.pool_stats()["small"]["held_back"] == 1)
+    page = live.client.get("/ui/jobs?state=waiting").text
+    assert f"fake#{job}" in page and "crash-loop backoff" in page
+    story = live.client.get(f"/ui/jobs/fake/{job}").text
+    assert "6 runners in a row ended before coming online; last: exit code 127" in story
+    assert live.scaler.pool_stats()["small"]["crash_loop"]["ended_before_online"] == 6

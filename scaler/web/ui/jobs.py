@@ -30,6 +30,8 @@ class Caps:
         self.limit = config.limits.max_instances
         self.caps = {p.name: p.max_instances for p in config.providers}
         self.unavailable = {n for n, h in store.providers.items() if not h.synced or h.unhealthy_until > now}
+        self.crash_loops = store.boot_failures.held(now)
+        self.boot_failures, self.now = store.boot_failures, now
 
     def why_held(self, candidates: tuple[PoolConfig, ...]) -> str:
         parts = []
@@ -41,6 +43,12 @@ class Caps:
             )
             if p.provider in self.unavailable:
                 parts.append(f"{p.name}: provider {p.provider} unavailable (not listed yet or failing)")
+            elif p.name in self.crash_loops:
+                ends, until, error = self.boot_failures.streak(p.name)
+                parts.append(
+                    f"{p.name}: crash-loop backoff for {until - self.now:.0f}s more"
+                    f" ({ends} runners in a row ended before coming online; last: {error or 'no error given'})"
+                )
             elif live >= p.max:
                 parts.append(f"{p.name}: at its max ({live}/{p.max})")
             elif cap is not None and used >= cap:
