@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 Key = tuple[str, int]
 S = InstanceState
 MAX_TEXT = 500  # characters per entry, so the bound on entries bounds memory
+_HELD = "held back: every pool that may serve it is at its max or a cap, unavailable, or in crash-loop backoff"
 
 
 class _Plan(Protocol):
@@ -318,7 +319,7 @@ class Journal:
         if pool is not None and pool != story.pool:
             self._add(story, "pool", f"given to pool {pool}")
         elif pool is None and (story.pool is not None or not story.decided):
-            self._add(story, "held", "held back: every pool that may serve it is at its max or a cap, or unavailable")
+            self._add(story, "held", _HELD)
         story.pool, story.decided = pool, True
 
     def _leave_queue(self, story: Story, state: str) -> None:
